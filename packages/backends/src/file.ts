@@ -1,0 +1,109 @@
+/**
+ * The file backend: a local file in the region's layout (page i at byte
+ * i × pageSize). Reads and writes are synchronous syscalls on the pager
+ * thread, never the libuv threadpool: a pool thread may be the one asleep
+ * in a page fault (fs.write from a region view).
+ */
+import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync, constants as fsConstants } from 'node:fs'
+import { isAbsolute } from 'node:path'
+import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/core/backend'
+import { Extents } from './extents.js'
+import { checkKnownOptions, consecutiveRuns, optionError } from './spec.js'
+
+export interface FileBackendOptions {
+  type: 'file'
+  /** Absolute path of the file. */
+  path: string
+  /** Open the file read-only: the region never writes back. Default false. */
+  readOnly?: boolean
+  /** Create the file if it does not exist (read-write only). Default true. */
+  create?: boolean
+  /** fdatasync after each write batch, so a resolved flush survives a crash. Default true. */
+  sync?: boolean
+}
+
+export class FileBackend implements Backend {
+  readonly info: BackendInfo
+  private readonly fd: number
+  private readonly extents: Extents
+  /** Pages written through this backend: no longer holes, whatever the scan said. */
+  private readonly written = new Set<number>()
+  private length: number
+  private readonly sync: boolean
+
+  constructor(options: FileBackendOptions, private readonly context: BackendContext) {
+    checkKnownOptions('file', options as unknown as Record<string, unknown>, ['path', 'readOnly', 'create', 'sync'])
+    const { path } = options
+    if (typeof path !== 'string' || !isAbsolute(path)) {
+      throw optionError('file', 'path', `must be an absolute file path (got ${JSON.stringify(path)})`)
+    }
+    const readOnly = options.readOnly === true || context.readOnly
+    const create = options.create !== false
+    const flags = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR | (create ? fsConstants.O_CREAT : 0)
+    try {
+      this.fd = openSync(path, flags, 0o644)
+    } catch (cause) {
+      throw new FaultlineError('ERR_BACKEND', `faultline: cannot open ${path}${readOnly ? ' for reading' : ' for reading and writing'}: ${(cause as Error).message}`, { option: 'backend.path', cause })
+    }
+    const stat = fstatSync(this.fd)
+    if (!stat.isFile()) {
+      closeSync(this.fd)
+      throw optionError('file', 'path', `must name a regular file (${path} is not one)`)
+    }
+    this.length = stat.size
+    this.extents = Extents.scan(this.fd, this.length)
+    this.sync = options.sync !== false
+    this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256 }
+  }
+
+  isAbsent(index: number): boolean {
+    if (this.written.has(index)) return false
+    const start = index * this.context.pageSize
+    return start >= this.length || this.extents.isHole(start, start + this.context.pageSize)
+  }
+
+  async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    const { pageSize } = this.context
+    const out: Array<Uint8Array | undefined> = new Array(indexes.length)
+    for (const [first, count, at] of consecutiveRuns(indexes)) {
+      const start = first * pageSize
+      if (start >= this.length) continue
+      // Zero-filled, so a page that straddles the end of the file reads as zeros past it.
+      const buffer = Buffer.alloc(count * pageSize)
+      const wanted = Math.min(buffer.byteLength, this.length - start)
+      let got = 0
+      while (got < wanted) {
+        const n = readSync(this.fd, buffer, got, wanted - got, start + got)
+        if (n === 0) break
+        got += n
+      }
+      for (let i = 0; i < count; i++) {
+        const pageStart = start + i * pageSize
+        out[at + i] = pageStart < this.length ? buffer.subarray(i * pageSize, (i + 1) * pageSize) : undefined
+      }
+    }
+    return out
+  }
+
+  async write(pages: readonly PageWrite[]): Promise<void> {
+    if (this.info.readOnly) throw new FaultlineError('ERR_READ_ONLY', `faultline: ${this.info.name} is opened read-only`)
+    const { pageSize } = this.context
+    const sorted = [...pages].sort((a, b) => a.index - b.index)
+    for (const { index, data } of sorted) {
+      let done = 0
+      while (done < pageSize) done += writeSync(this.fd, data, done, pageSize - done, index * pageSize + done)
+      this.written.add(index)
+      this.length = Math.max(this.length, (index + 1) * pageSize)
+    }
+    if (this.sync) fdatasyncSync(this.fd)
+  }
+
+  async close(): Promise<void> {
+    closeSync(this.fd)
+  }
+}
+
+export async function createFileBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {
+  return new FileBackend(spec as unknown as FileBackendOptions, context)
+}

@@ -1,0 +1,71 @@
+/**
+ * The backend contract: what a page store must do for a region.
+ *
+ * A backend lives inside the pager thread, never on the application's
+ * threads: it is built there from a serializable {@link BackendSpec}. Its
+ * I/O must not depend on the libuv threadpool, because a pool thread may be
+ * the very thread that is asleep in a page fault (e.g. `fs.write` from a
+ * region view). Use synchronous syscalls on the pager thread, or sockets.
+ */
+
+/** A serializable description of a backend: `{ type, ...options }`. */
+export interface BackendSpec {
+  /** Which backend: `memory`, `file`, or `module` for a user's own. */
+  type: string
+  [option: string]: unknown
+}
+
+/** What a backend can do and knows about itself. */
+export interface BackendInfo {
+  /** A short name for messages and stats, without credentials (e.g. `file:/data/x.bin`). */
+  readonly name: string
+  /** The length in bytes of the data the backend holds, if it knows it (a file's length). */
+  readonly size?: number | undefined
+  /** True when the backend cannot store pages: regions over it never write back. */
+  readonly readOnly: boolean
+  /** The most pages worth asking for in one `read` call. */
+  readonly maxBatchPages?: number | undefined
+}
+
+/** Context handed to a backend factory. */
+export interface BackendContext {
+  /** The region's page size in bytes: every page read or written is exactly this long. */
+  readonly pageSize: number
+  /** The region's size if the caller gave one; a backend may use it to size itself. */
+  readonly size: number | undefined
+  /** True when the region was opened read-only: the backend need not prepare for writes. */
+  readonly readOnly: boolean
+}
+
+/** One page to store. */
+export interface PageWrite {
+  readonly index: number
+  /** Exactly `pageSize` bytes. The buffer is only valid until the returned promise settles. */
+  readonly data: Uint8Array
+}
+
+export interface Backend {
+  readonly info: BackendInfo
+  /**
+   * Cheap, synchronous hint that a page holds nothing (a hole of a sparse
+   * file, a page never written). The pager then installs a zero page without
+   * calling {@link read}. Return false when unsure.
+   */
+  isAbsent?(index: number): boolean
+  /**
+   * Reads pages, in one batch. Resolves to one entry per requested index, in
+   * order: the page's bytes (exactly `pageSize` long) or `undefined` when the
+   * page does not exist (it reads as zeros). Rejects on failure; the pager
+   * retries. A returned array is only read until the next call.
+   */
+  read(indexes: readonly number[]): Promise<ReadonlyArray<Uint8Array | undefined>>
+  /** Stores whole pages; resolves when they are durable in the backend. */
+  write?(pages: readonly PageWrite[]): Promise<void>
+  /** Releases connections and files. Called once, after the last read/write settled. */
+  close(): Promise<void>
+}
+
+/** A module that provides a backend: what `{ type: 'module', module }` loads. */
+export interface BackendModule {
+  createBackend(options: Record<string, unknown>, context: BackendContext): Promise<Backend> | Backend
+}

@@ -1,0 +1,50 @@
+/**
+ * Builds a backend from its spec, inside the pager thread. Built-in types
+ * come from @faultline/backends; `{ type: 'module', module, options }` loads a
+ * user's module that exports `createBackend(options, context)`.
+ */
+import { isAbsolute } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { FaultlineError, invalidOption } from '../errors.js'
+import type { Backend, BackendContext, BackendModule, BackendSpec } from './contract.js'
+
+interface BuiltinBackends {
+  builtinBackends: Readonly<Record<string, (spec: BackendSpec, context: BackendContext) => Promise<Backend>>>
+}
+
+export const BUILTIN_TYPES = ['memory', 'file'] as const
+
+export async function createBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {
+  if (spec.type === 'module') return createFromModule(spec, context)
+  // Loaded at run time: @faultline/backends imports this package's contract types.
+  const { builtinBackends } = (await import('@faultline/backends' as string)) as BuiltinBackends
+  const factory = builtinBackends[spec.type]
+  if (factory === undefined) {
+    throw new FaultlineError(
+      'ERR_UNKNOWN_BACKEND',
+      `faultline: unknown backend type ${JSON.stringify(spec.type)} (available: ${[...Object.keys(builtinBackends), 'module'].join(', ')})`,
+      { option: 'backend.type' },
+    )
+  }
+  return factory(spec, context)
+}
+
+async function createFromModule(spec: BackendSpec, context: BackendContext): Promise<Backend> {
+  const specifier = spec.module
+  if (typeof specifier !== 'string' || specifier === '') {
+    throw invalidOption('backend.module', 'must name the module to load: an absolute path or a package name')
+  }
+  const url = isAbsolute(specifier) ? pathToFileURL(specifier).href : specifier
+  let mod: Partial<BackendModule> & { default?: Partial<BackendModule> }
+  try {
+    mod = (await import(url)) as typeof mod
+  } catch (cause) {
+    throw new FaultlineError('ERR_UNKNOWN_BACKEND', `faultline: could not load backend module ${JSON.stringify(specifier)}: ${String(cause)}`, { option: 'backend.module', cause })
+  }
+  const create = mod.createBackend ?? mod.default?.createBackend
+  if (typeof create !== 'function') {
+    throw new FaultlineError('ERR_UNKNOWN_BACKEND', `faultline: backend module ${JSON.stringify(specifier)} does not export createBackend(options, context)`, { option: 'backend.module' })
+  }
+  const options = (spec.options ?? {}) as Record<string, unknown>
+  return create(options, context)
+}

@@ -1,0 +1,130 @@
+import { invalidOption, FaultlineError } from './errors.js'
+import type { BackendSpec } from './backend/contract.js'
+import { parseBackendUrl } from './backend/url.js'
+
+/** Options of {@link openRegion}. */
+export interface RegionOptions {
+  /**
+   * Bytes of address space to map. Rounded up to a whole number of pages.
+   * May be left out when the backend knows its length (a file's size);
+   * nothing is resident until touched, so it may far exceed RAM.
+   */
+  size?: number
+  /**
+   * The fault unit in bytes: a power of two, a multiple of the system page
+   * size (4096). Larger pages mean fewer faults and larger backend requests
+   * for sequential access; smaller pages waste less on random access.
+   * Default 65536.
+   */
+  pageSize?: number
+  /**
+   * Where pages come from: a spec object `{ type, ...options }` or a URL
+   * string (`memory:`, `file:///abs/path`). See docs/backends.md.
+   */
+  backend: BackendSpec | string
+  /**
+   * `read-write` (default when the backend can store pages) tracks writes and
+   * writes dirty pages back on `flush()` and `close()`. `read-only` never
+   * sends anything to the backend; writes to views stay private to this
+   * process (copy-on-write, like MAP_PRIVATE).
+   */
+  access?: 'read-only' | 'read-write'
+  /**
+   * How long a fault may wait on a failing backend, retrying with backoff,
+   * before the access is failed with SIGBUS (the mmap convention for an
+   * unreadable page). `Infinity` waits for ever. Default 30000 ms.
+   */
+  fetchTimeoutMs?: number
+  /**
+   * Most pages asked of the backend in one request. Faults that arrive
+   * together are batched up to this many. Default 64.
+   */
+  maxBatchPages?: number
+}
+
+/** RegionOptions after validation, with defaults filled in. Serializable. */
+export interface NormalizedOptions {
+  size: number | undefined
+  pageSize: number
+  backend: BackendSpec
+  access: 'read-only' | 'read-write' | undefined
+  fetchTimeoutMs: number
+  maxBatchPages: number
+}
+
+export const DEFAULT_PAGE_SIZE = 65536
+const SYSTEM_PAGE = 4096
+/** x86_64 user space is 128 TiB; no region can be larger. */
+const MAX_REGION_BYTES = 2 ** 46
+
+function isPositiveInteger(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0
+}
+
+export function normalizeOptions(options: unknown): NormalizedOptions {
+  if (options === null || typeof options !== 'object') {
+    throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
+  }
+  const o = options as Record<string, unknown>
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages'])
+  for (const key of Object.keys(o)) {
+    if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
+  }
+
+  const pageSize = o.pageSize ?? DEFAULT_PAGE_SIZE
+  if (!isPositiveInteger(pageSize) || pageSize % SYSTEM_PAGE !== 0 || (pageSize & (pageSize - 1)) !== 0 || pageSize > 2 ** 30) {
+    throw invalidOption('pageSize', `must be a power of two, a multiple of ${SYSTEM_PAGE} and at most 1 GiB (got ${describe(o.pageSize)})`)
+  }
+
+  let size: number | undefined
+  if (o.size !== undefined) {
+    if (!isPositiveInteger(o.size)) throw invalidOption('size', `must be a positive whole number of bytes (got ${describe(o.size)})`)
+    if (o.size > MAX_REGION_BYTES) throw invalidOption('size', `must be at most 64 TiB (got ${o.size})`)
+    size = o.size
+  }
+
+  if (o.backend === undefined) throw invalidOption('backend', 'is required: a spec like { type: "file", path } or a URL like "memory:"')
+  let backend: BackendSpec
+  if (typeof o.backend === 'string') backend = parseBackendUrl(o.backend)
+  else if (o.backend !== null && typeof o.backend === 'object' && typeof (o.backend as { type?: unknown }).type === 'string') {
+    backend = o.backend as BackendSpec
+  } else {
+    throw invalidOption('backend', `must be a URL string or an object with a string \`type\` (got ${describe(o.backend)})`)
+  }
+
+  const access = o.access
+  if (access !== undefined && access !== 'read-only' && access !== 'read-write') {
+    throw invalidOption('access', `must be "read-only" or "read-write" (got ${describe(access)})`)
+  }
+
+  const fetchTimeoutMs = o.fetchTimeoutMs ?? 30_000
+  if (typeof fetchTimeoutMs !== 'number' || !(fetchTimeoutMs >= 0)) {
+    throw invalidOption('fetchTimeoutMs', `must be a number of milliseconds ≥ 0, or Infinity (got ${describe(o.fetchTimeoutMs)})`)
+  }
+
+  const maxBatchPages = o.maxBatchPages ?? 64
+  if (!isPositiveInteger(maxBatchPages) || maxBatchPages > 4096) {
+    throw invalidOption('maxBatchPages', `must be a whole number from 1 to 4096 (got ${describe(o.maxBatchPages)})`)
+  }
+
+  return { size, pageSize, backend, access: access as NormalizedOptions['access'], fetchTimeoutMs, maxBatchPages }
+}
+
+/** Final geometry once the backend has said what it knows. */
+export function resolveGeometry(requested: number | undefined, backendSize: number | undefined, pageSize: number): { size: number; dataSize: number } {
+  const dataSize = requested ?? backendSize
+  if (dataSize === undefined) {
+    throw new FaultlineError('ERR_GEOMETRY', 'faultline: option `size` is required: this backend does not know its length', { option: 'size' })
+  }
+  if (dataSize === 0) {
+    throw new FaultlineError('ERR_GEOMETRY', 'faultline: the region would be empty: give `size`, or use a backend that holds data', { option: 'size' })
+  }
+  return { size: Math.ceil(dataSize / pageSize) * pageSize, dataSize }
+}
+
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null) return String(v)
+  if (typeof v === 'bigint') return `${v}n`
+  return Array.isArray(v) ? 'an array' : `a ${typeof v}`
+}

@@ -1,0 +1,89 @@
+/** The application's side of a pager thread: start it, call it, watch it die. */
+import { Worker } from 'node:worker_threads'
+import { deserializeError, FaultlineError } from '../errors.js'
+import type { NormalizedOptions } from '../options.js'
+import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerToHost } from './protocol.js'
+
+type RequestBody = { op: 'prefetch'; offset: number; length: number } | { op: 'flush' } | { op: 'close' }
+
+export class PagerHost {
+  private nextId = 1
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
+  private failure: FaultlineError | undefined
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly ready: PagerReady,
+    onEvent: (event: PagerEvent) => void,
+  ) {
+    worker.on('message', (msg: PagerToHost) => {
+      if (msg.kind === 'reply') this.settle(msg)
+      else if (msg.kind === 'event') onEvent(msg)
+    })
+    const fail = (why: string): void => {
+      this.failure ??= new FaultlineError('ERR_PAGER_FAILED', `faultline: the pager thread ${why}`)
+      for (const p of this.pending.values()) p.reject(this.failure)
+      this.pending.clear()
+    }
+    worker.on('error', (err) => fail(`failed: ${err.message}`))
+    worker.on('exit', (code) => fail(`exited (code ${code})`))
+  }
+
+  static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void): Promise<PagerHost> {
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: { options, stats },
+      // The pager's own stack and heap; it never runs user code on the fault path.
+      name: 'faultline-pager',
+    })
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: PagerToHost): void => {
+        if (msg.kind === 'ready') {
+          cleanup()
+          resolve(new PagerHost(worker, msg, onEvent))
+        } else if (msg.kind === 'failed') {
+          cleanup()
+          reject(deserializeError(msg.error))
+        }
+      }
+      const onError = (err: Error): void => {
+        cleanup()
+        reject(new FaultlineError('ERR_PAGER_FAILED', `faultline: the pager thread failed to start: ${err.message}`, { cause: err }))
+      }
+      const onExit = (code: number): void => {
+        cleanup()
+        reject(new FaultlineError('ERR_PAGER_FAILED', `faultline: the pager thread exited during start (code ${code})`))
+      }
+      const cleanup = (): void => {
+        worker.off('message', onMessage)
+        worker.off('error', onError)
+        worker.off('exit', onExit)
+      }
+      worker.on('message', onMessage)
+      worker.on('error', onError)
+      worker.on('exit', onExit)
+    })
+  }
+
+  request(body: RequestBody): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure)
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.worker.postMessage({ id, ...body } as PagerRequest)
+    })
+  }
+
+  private settle(reply: PagerReply): void {
+    const p = this.pending.get(reply.id)
+    if (p === undefined) return
+    this.pending.delete(reply.id)
+    if (reply.error) p.reject(deserializeError(reply.error))
+    else p.resolve()
+  }
+
+  /** Waits for the thread to end after a close request. */
+  async exited(): Promise<void> {
+    if (this.worker.threadId === -1) return
+    await new Promise<void>((resolve) => this.worker.once('exit', () => resolve()))
+  }
+}

@@ -1,0 +1,337 @@
+/**
+ * The fault service. Runs on the pager thread only: it reads uffd messages,
+ * fetches pages from the backend in batches and installs them with
+ * UFFDIO_COPY / UFFDIO_ZEROPAGE. It must never touch the region's memory
+ * itself: a thread that faults on a registered page sleeps until that page is
+ * installed, and the pager is the only thread that can install it.
+ */
+import { writeSync } from 'node:fs'
+import { native, constants } from '@faultline/native'
+import type { Backend } from '../backend/contract.js'
+import { FaultlineError } from '../errors.js'
+import type { StatsWriter } from '../stats.js'
+import { PageSet } from './pageset.js'
+import type { PagerEvent } from './protocol.js'
+
+export interface PagerConfig {
+  fd: number
+  address: number
+  size: number
+  pageSize: number
+  maxBatchPages: number
+  fetchTimeoutMs: number
+}
+
+interface Waiter {
+  /** performance.now() of each fault message for this page, for latency. */
+  faultTimes: number[]
+  prefetch: boolean
+}
+
+const RETRY_FIRST_MS = 10
+const RETRY_MAX_MS = 1000
+/** Faults on a page believed resident before the pager concludes it was zapped behind its back. */
+const ZAPPED_AFTER_DUPLICATES = 4
+
+export class Pager {
+  readonly pageCount: number
+  private readonly resident: PageSet
+  /** Pages being fetched or installed, with who waits for them. */
+  private readonly inflight = new Map<number, Waiter>()
+  /** Pages that faulted and are queued for the next batch. */
+  private queue: number[] = []
+  private readonly duplicatesOnResident = new Map<number, number>()
+  private scheduled = false
+  private closed = false
+  private activeBatches = 0
+  private readonly idleWaiters: Array<() => void> = []
+  private readonly zeroPage: Uint8Array
+
+  constructor(
+    private readonly config: PagerConfig,
+    private readonly backend: Backend,
+    private readonly stats: StatsWriter,
+    private readonly emit: (event: PagerEvent) => void,
+  ) {
+    this.pageCount = config.size / config.pageSize
+    this.resident = new PageSet(this.pageCount)
+    this.zeroPage = new Uint8Array(config.pageSize)
+  }
+
+  /** Called by the uffd watcher with decoded messages: [event, flags, address, arg] × count. */
+  onMessages(count: number, messages: Float64Array): void {
+    if (count < 0) {
+      this.fatal(`reading the userfaultfd failed (errno ${-count}); faults can no longer be served`)
+      return
+    }
+    const now = performance.now()
+    for (let m = 0; m < count; m++) {
+      const event = messages[m * 4]!
+      if (event !== constants.UFFD_EVENT_PAGEFAULT) continue
+      const address = messages[m * 4 + 2]!
+      this.onFault(Math.floor((address - this.config.address) / this.config.pageSize), now)
+    }
+    this.schedule()
+  }
+
+  private onFault(page: number, now: number): void {
+    this.stats.add('faults')
+    if (page < 0 || page >= this.pageCount) return
+    const waiter = this.inflight.get(page)
+    if (waiter !== undefined) {
+      this.stats.add('duplicateFaults')
+      waiter.faultTimes.push(now)
+      return
+    }
+    if (this.resident.has(page)) {
+      // A second thread's fault on a page we installed after it queued: the
+      // COPY already woke it. Wake again in case it raced, and refetch only
+      // if the page keeps faulting (someone dropped it with madvise).
+      const n = (this.duplicatesOnResident.get(page) ?? 0) + 1
+      this.stats.add('duplicateFaults')
+      if (n < ZAPPED_AFTER_DUPLICATES) {
+        this.duplicatesOnResident.set(page, n)
+        native.uffdWake(this.config.fd, this.pageAddress(page), this.config.pageSize)
+        return
+      }
+      this.duplicatesOnResident.delete(page)
+      this.resident.delete(page)
+      this.stats.add('residentPages', -1)
+    }
+    this.inflight.set(page, { faultTimes: [now], prefetch: false })
+    this.queue.push(page)
+  }
+
+  /** Fetches and installs pages [first, last] that are not resident, without anyone faulting. */
+  async prefetch(first: number, last: number): Promise<void> {
+    const pages: number[] = []
+    const pending: Array<Promise<void>> = []
+    for (let p = first; p <= last; p++) {
+      if (this.resident.has(p)) continue
+      const waiter = this.inflight.get(p)
+      if (waiter !== undefined) {
+        pending.push(this.whenSettled(p))
+        continue
+      }
+      this.inflight.set(p, { faultTimes: [], prefetch: true })
+      pages.push(p)
+    }
+    const failures: FaultlineError[] = []
+    for (let i = 0; i < pages.length; i += this.config.maxBatchPages) {
+      pending.push(this.runBatch(pages.slice(i, i + this.config.maxBatchPages)).catch((e: FaultlineError) => void failures.push(e)))
+    }
+    await Promise.all(pending)
+    if (failures.length > 0) throw failures[0]
+  }
+
+  private readonly settleWaiters = new Map<number, Array<() => void>>()
+  private whenSettled(page: number): Promise<void> {
+    return new Promise((resolve) => {
+      const list = this.settleWaiters.get(page) ?? []
+      list.push(resolve)
+      this.settleWaiters.set(page, list)
+    })
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.queue.length === 0) return
+    this.scheduled = true
+    // Let every message of this readable burst be queued first, so pages that
+    // fault together go to the backend together.
+    queueMicrotask(() => {
+      this.scheduled = false
+      const queue = this.queue
+      this.queue = []
+      queue.sort((a, b) => a - b)
+      for (let i = 0; i < queue.length; i += this.config.maxBatchPages) {
+        void this.runBatch(queue.slice(i, i + this.config.maxBatchPages)).catch(() => {
+          // Already reported through poison + event; faulters got SIGBUS.
+        })
+      }
+    })
+  }
+
+  /** Fetches one batch (retrying with backoff until the deadline) and installs it. */
+  private async runBatch(pages: number[]): Promise<void> {
+    this.activeBatches++
+    try {
+      const data = await this.fetchWithRetry(pages)
+      for (let i = 0; i < pages.length; i++) this.install(pages[i]!, data[i])
+    } catch (err) {
+      const error = err instanceof FaultlineError ? err : new FaultlineError('ERR_BACKEND', `faultline: backend read failed: ${String(err)}`, { pages, cause: err })
+      this.failPages(pages, error)
+      throw error
+    } finally {
+      this.activeBatches--
+      if (this.activeBatches === 0 && this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w()
+    }
+  }
+
+  private async fetchWithRetry(pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
+    const started = performance.now()
+    let delay = RETRY_FIRST_MS
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.fetch(pages)
+      } catch (err) {
+        if (err instanceof FaultlineError && err.code === 'ERR_BAD_PAGE') throw err
+        const elapsed = performance.now() - started
+        if (this.closed || elapsed + delay > this.config.fetchTimeoutMs) {
+          throw new FaultlineError('ERR_BACKEND', `faultline: reading pages ${describePages(pages)} from ${this.backend.info.name} failed after ${attempt} attempt(s) over ${Math.round(elapsed)} ms: ${errorMessage(err)}`, { pages, cause: err })
+        }
+        this.stats.add('fetchRetries')
+        this.emit({ kind: 'event', type: 'fetch-retry', pages, attempt, message: errorMessage(err) })
+        await sleep(delay)
+        delay = Math.min(delay * 2, RETRY_MAX_MS)
+      }
+    }
+  }
+
+  private async fetch(pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
+    const { backend } = this
+    const result: Array<Uint8Array | undefined> = new Array(pages.length)
+    const toRead: number[] = []
+    const slots: number[] = []
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i]!
+      if (backend.isAbsent?.(p)) result[i] = undefined
+      else {
+        toRead.push(p)
+        slots.push(i)
+      }
+    }
+    if (toRead.length === 0) return result
+    this.stats.add('fetchRequests')
+    const read = await backend.read(toRead)
+    if (read.length !== toRead.length) {
+      throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} answered ${read.length} pages to a request for ${toRead.length}`, { pages: toRead })
+    }
+    for (let i = 0; i < toRead.length; i++) {
+      const page = read[i]
+      if (page !== undefined && page.byteLength !== this.config.pageSize) {
+        throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} returned ${page.byteLength} bytes for page ${toRead[i]}, expected ${this.config.pageSize}; it is not installed`, { pages: [toRead[i]!] })
+      }
+      result[slots[i]!] = page
+    }
+    return result
+  }
+
+  private install(page: number, data: Uint8Array | undefined): void {
+    // Count first: the fill wakes the faulting threads, and one of them may
+    // read stats() before this thread gets to run again.
+    if (data === undefined) this.stats.add('zeroPages')
+    else {
+      this.stats.add('pagesFetched')
+      this.stats.add('bytesFetched', data.byteLength)
+    }
+    if (!this.resident.has(page)) this.stats.add('residentPages')
+    const waiter = this.inflight.get(page)
+    if (waiter !== undefined) {
+      if (waiter.prefetch && waiter.faultTimes.length === 0) this.stats.add('prefetchedPages')
+      const now = performance.now()
+      for (const t of waiter.faultTimes) this.stats.recordLatency((now - t) * 1000)
+    }
+    this.fill(this.pageAddress(page), data)
+    this.resident.add(page)
+    this.inflight.delete(page)
+    this.settle(page)
+  }
+
+  /**
+   * Installs one page. EEXIST means someone installed (part of) it first:
+   * that part is kept and waiters are woken. EAGAIN with progress resumes
+   * after the part done; without progress (the mm is changing) it retries.
+   */
+  private fill(address: number, data: Uint8Array | undefined): void {
+    const { fd, pageSize } = this.config
+    const sysPage = constants.SYSTEM_PAGE_SIZE
+    let done = 0
+    let spins = 0
+    while (done < pageSize) {
+      const r =
+        data === undefined
+          ? native.uffdZeropage(fd, address + done, pageSize - done, 0)
+          : native.uffdCopy(fd, address + done, data, done, pageSize - done, 0)
+      if (r > 0) {
+        done += r
+      } else if (r === -constants.EEXIST) {
+        native.uffdWake(fd, address + done, sysPage)
+        done += sysPage
+      } else if (r === -constants.EAGAIN) {
+        if (++spins > 1000) throw new FaultlineError('ERR_PAGER_FAILED', `faultline: installing the page at 0x${address.toString(16)} kept failing with EAGAIN`)
+      }
+    }
+  }
+
+  private failPages(pages: number[], error: FaultlineError): void {
+    const faulted = pages.filter((p) => (this.inflight.get(p)?.faultTimes.length ?? 0) > 0)
+    for (const p of pages) {
+      this.inflight.delete(p)
+      this.settle(p)
+    }
+    if (faulted.length === 0) return
+    this.stats.add('fetchErrors', faulted.length)
+    // A memory access cannot throw. Like mmap over a truncated file, the
+    // faulting access gets SIGBUS; say why first, synchronously, because the
+    // process is about to die and the main thread may be the one asleep.
+    const message = `${error.message}\nfaultline: the access to ${describePages(faulted)} gets SIGBUS (see fetchTimeoutMs)\n`
+    try {
+      writeSync(2, message)
+    } catch {
+      // stderr closed: nothing more to say
+    }
+    this.emit({ kind: 'event', type: 'fetch-error', pages: faulted, message: error.message })
+    for (const p of faulted) native.uffdPoison(this.config.fd, this.pageAddress(p), this.config.pageSize, 0)
+  }
+
+  private settle(page: number): void {
+    const list = this.settleWaiters.get(page)
+    if (list === undefined) return
+    this.settleWaiters.delete(page)
+    for (const resolve of list) resolve()
+  }
+
+  /** Resolves when nothing is being fetched or installed. */
+  idle(): Promise<void> {
+    if (this.activeBatches === 0 && this.inflight.size === 0 && this.queue.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  isResident(page: number): boolean {
+    return this.resident.has(page)
+  }
+
+  stop(): void {
+    this.closed = true
+  }
+
+  private pageAddress(page: number): number {
+    return this.config.address + page * this.config.pageSize
+  }
+
+  private fatal(message: string): void {
+    try {
+      writeSync(2, `faultline: ${message}\n`)
+    } catch {
+      // nothing more to do
+    }
+  }
+
+  get zero(): Uint8Array {
+    return this.zeroPage
+  }
+}
+
+export function describePages(pages: readonly number[]): string {
+  if (pages.length === 1) return `page ${pages[0]}`
+  const shown = pages.slice(0, 8).join(', ')
+  return `pages ${shown}${pages.length > 8 ? `, … (${pages.length} in all)` : ''}`
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}

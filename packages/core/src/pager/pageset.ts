@@ -1,0 +1,39 @@
+/** A fixed-size set of page indexes, one bit each. */
+export class PageSet {
+  private readonly words: Uint32Array
+  private count = 0
+
+  constructor(readonly capacity: number) {
+    this.words = new Uint32Array(Math.ceil(capacity / 32))
+  }
+
+  get size(): number {
+    return this.count
+  }
+
+  has(page: number): boolean {
+    return (this.words[page >>> 5]! & (1 << (page & 31))) !== 0
+  }
+
+  /** Adds a page; returns false if it was already there. */
+  add(page: number): boolean {
+    const i = page >>> 5
+    const bit = 1 << (page & 31)
+    const w = this.words[i]!
+    if ((w & bit) !== 0) return false
+    this.words[i] = w | bit
+    this.count++
+    return true
+  }
+
+  /** Removes a page; returns false if it was not there. */
+  delete(page: number): boolean {
+    const i = page >>> 5
+    const bit = 1 << (page & 31)
+    const w = this.words[i]!
+    if ((w & bit) === 0) return false
+    this.words[i] = w & ~bit
+    this.count--
+    return true
+  }
+}

@@ -1,0 +1,46 @@
+/** Messages between a region (any thread) and its pager thread. */
+import type { SerializedError } from '../errors.js'
+import type { NormalizedOptions } from '../options.js'
+
+export interface PagerStartData {
+  options: NormalizedOptions
+  stats: SharedArrayBuffer
+}
+
+export interface PagerReady {
+  kind: 'ready'
+  address: number
+  size: number
+  /** Bytes of real data (a file's length); the tail of the last page reads as zeros. */
+  dataSize: number
+  pageSize: number
+  readOnly: boolean
+  backendName: string
+  /** uffd features the pager enabled, by name. */
+  features: string[]
+  /** True when the kernel only allowed user-mode faults: kernel accesses (read(2) into a view) fail with EFAULT. */
+  userModeOnly: boolean
+}
+
+export interface PagerFailed {
+  kind: 'failed'
+  error: SerializedError
+}
+
+export type PagerRequest =
+  | { id: number; op: 'prefetch'; offset: number; length: number }
+  | { id: number; op: 'flush' }
+  | { id: number; op: 'close' }
+
+export interface PagerReply {
+  kind: 'reply'
+  id: number
+  error?: SerializedError
+}
+
+/** Something the pager wants the application to know about, out of band. */
+export type PagerEvent =
+  | { kind: 'event'; type: 'fetch-error'; pages: number[]; message: string }
+  | { kind: 'event'; type: 'fetch-retry'; pages: number[]; attempt: number; message: string }
+
+export type PagerToHost = PagerReady | PagerFailed | PagerReply | PagerEvent

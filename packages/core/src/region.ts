@@ -1,0 +1,151 @@
+/** The public Region: a mapped range of memory whose pages come from a backend. */
+import { EventEmitter } from 'node:events'
+import { BroadcastChannel } from 'node:worker_threads'
+import { randomUUID } from 'node:crypto'
+import { FaultlineError, outOfRange, regionClosed } from './errors.js'
+import { normalizeOptions, type RegionOptions } from './options.js'
+import { PagerHost } from './pager/host.js'
+import type { PagerEvent } from './pager/protocol.js'
+import { readStats, STATS_BYTES, type RegionStats } from './stats.js'
+import { ViewSet } from './views.js'
+import { closedChannelName, type RegionHandle } from './handle.js'
+
+/** Events a region emits, as a closed union keyed by name. */
+export interface RegionEvents {
+  /** A backend read failed for good; the faulting accesses got SIGBUS (the process usually dies). */
+  'fetch-error': [{ pages: number[]; message: string }]
+  /** A backend read failed and will be retried. */
+  'fetch-retry': [{ pages: number[]; attempt: number; message: string }]
+}
+
+export class Region extends EventEmitter<RegionEvents> {
+  /** Bytes mapped: the requested or backend size rounded up to whole pages. */
+  readonly size: number
+  /** Bytes of real data; beyond it, up to `size`, the region reads as zeros. */
+  readonly dataSize: number
+  readonly pageSize: number
+  /** True when writes stay private to this process and never reach the backend. */
+  readonly readOnly: boolean
+  /** The backend's name, without credentials. */
+  readonly backendName: string
+  /** userfaultfd features the pager runs with. */
+  readonly features: readonly string[]
+  private readonly views: ViewSet
+  private readonly id = randomUUID()
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    private readonly host: PagerHost,
+    private readonly statsBuffer: SharedArrayBuffer,
+  ) {
+    super()
+    const r = host.ready
+    this.size = r.size
+    this.dataSize = r.dataSize
+    this.pageSize = r.pageSize
+    this.readOnly = r.readOnly
+    this.backendName = r.backendName
+    this.features = r.features
+    this.views = new ViewSet(r.address, r.size, 'region')
+  }
+
+  /** @internal use {@link openRegion} */
+  static async open(options: RegionOptions): Promise<Region> {
+    const normalized = normalizeOptions(options)
+    const statsBuffer = new SharedArrayBuffer(STATS_BYTES)
+    let region: Region | undefined
+    const host = await PagerHost.start(normalized, statsBuffer, (event) => region?.dispatch(event))
+    region = new Region(host, statsBuffer)
+    return region
+  }
+
+  private dispatch(event: PagerEvent): void {
+    if (event.type === 'fetch-error') this.emit('fetch-error', { pages: event.pages, message: event.message })
+    else this.emit('fetch-retry', { pages: event.pages, attempt: event.attempt, message: event.message })
+  }
+
+  /**
+   * A Uint8Array over `[offset, offset + length)`. Touching it faults pages in
+   * from the backend. Views of more than 4 GiB are not possible on Node 20;
+   * views of more than 2 GiB must not cross a 4 GiB window (see docs/limits.md).
+   * All views are detached (length 0) when the region closes.
+   */
+  view(offset?: number, length?: number): Uint8Array {
+    return this.views.view(offset, length)
+  }
+
+  /** Fetches and installs the pages covering `[offset, offset + length)` ahead of use. */
+  async prefetch(offset = 0, length = this.size - offset): Promise<void> {
+    this.assertOpen('prefetch()')
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
+    if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size) throw outOfRange('length', `must be positive with offset + length ≤ ${this.size} (got ${length})`)
+    await this.host.request({ op: 'prefetch', offset, length })
+  }
+
+  /** Resolves when every write made before the call is in the backend (see docs/writes.md). */
+  async flush(): Promise<void> {
+    this.assertOpen('flush()')
+    await this.host.request({ op: 'flush' })
+  }
+
+  /** A synchronous snapshot of the region's counters and fault latency. */
+  stats(): RegionStats {
+    return readStats(this.statsBuffer)
+  }
+
+  /**
+   * A structured-cloneable handle for other threads of this process: send it
+   * with postMessage and call {@link attachRegion} there to get views.
+   */
+  handle(): RegionHandle {
+    this.assertOpen('handle()')
+    return {
+      kind: 'faultline-region',
+      id: this.id,
+      address: this.host.ready.address,
+      size: this.size,
+      dataSize: this.dataSize,
+      pageSize: this.pageSize,
+      readOnly: this.readOnly,
+      stats: this.statsBuffer,
+    }
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined
+  }
+
+  /**
+   * Detaches every view of this thread, tells attached threads to detach
+   * theirs, writes back dirty pages, stops the pager and unmaps. Memory a
+   * stale view in another thread still points at reads as zeros, never
+   * faults, and is unmapped once that view is gone. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  private async shutdown(): Promise<void> {
+    this.views.close()
+    const channel = new BroadcastChannel(closedChannelName(this.id))
+    channel.postMessage('closed')
+    channel.close()
+    await this.host.request({ op: 'close' })
+    await this.host.exited()
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closing !== undefined) throw regionClosed(`region.${what}`)
+  }
+}
+
+/**
+ * Maps a region of `size` bytes whose pages are fetched from `backend` on
+ * first touch. See {@link RegionOptions}.
+ */
+export function openRegion(options: RegionOptions): Promise<Region> {
+  return Region.open(options)
+}
+
+export { FaultlineError }

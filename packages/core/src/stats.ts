@@ -1,0 +1,148 @@
+/**
+ * Region statistics live in a SharedArrayBuffer written by the pager thread
+ * and read by any thread holding the region, so `stats()` is synchronous and
+ * costs the pager nothing. Single writer: plain aligned float64 stores are
+ * never torn on the platforms userfaultfd exists on.
+ */
+
+export const COUNTERS = [
+  'faults',
+  'duplicateFaults',
+  'pagesFetched',
+  'bytesFetched',
+  'fetchRequests',
+  'fetchRetries',
+  'fetchErrors',
+  'zeroPages',
+  'residentPages',
+  'prefetchedPages',
+  'dirtyPages',
+  'pagesWritten',
+  'bytesWritten',
+  'writeRequests',
+  'flushes',
+  'latencyCount',
+  'latencyMaxUs',
+] as const
+export type Counter = (typeof COUNTERS)[number]
+
+/** Eight buckets per power of two: percentiles are exact to within 9%. */
+const SUB_BUCKETS = 8
+const OCTAVES = 28
+const BUCKETS = 1 + SUB_BUCKETS * OCTAVES
+const HIST_BASE = COUNTERS.length
+
+export const STATS_BYTES = (COUNTERS.length + BUCKETS) * 8
+
+export const counterIndex: Readonly<Record<Counter, number>> = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<Counter, number>
+
+export function bucketOf(us: number): number {
+  if (!(us >= 1)) return 0
+  return Math.min(BUCKETS - 1, 1 + Math.floor(Math.log2(us) * SUB_BUCKETS))
+}
+
+function bucketUpperUs(bucket: number): number {
+  return bucket === 0 ? 1 : 2 ** (bucket / SUB_BUCKETS)
+}
+
+/** The pager's side: counters and the latency histogram. */
+export class StatsWriter {
+  readonly cells: Float64Array
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.cells = new Float64Array(buffer)
+  }
+  add(name: Counter, delta = 1): void {
+    this.cells[counterIndex[name]]! += delta
+  }
+  set(name: Counter, value: number): void {
+    this.cells[counterIndex[name]] = value
+  }
+  get(name: Counter): number {
+    return this.cells[counterIndex[name]]!
+  }
+  recordLatency(us: number): void {
+    this.cells[HIST_BASE + bucketOf(us)]! += 1
+    this.add('latencyCount')
+    if (us > this.get('latencyMaxUs')) this.set('latencyMaxUs', us)
+  }
+}
+
+export interface LatencySummary {
+  /** Faults measured: from the moment the pager read the fault to the page being installed. */
+  count: number
+  /** Percentiles in microseconds (upper bound of a histogram bucket, within 9%). */
+  p50: number
+  p90: number
+  p99: number
+  max: number
+}
+
+/** A snapshot of a region's activity. */
+export interface RegionStats {
+  /** Page faults the pager received (including duplicates of a page already on its way). */
+  faults: number
+  /** Faults on a page already being fetched or installed, answered without a second backend read. */
+  duplicateFaults: number
+  /** Pages read from the backend. */
+  pagesFetched: number
+  /** Bytes read from the backend. */
+  bytesFetched: number
+  /** Backend read calls (each may carry several pages). */
+  fetchRequests: number
+  /** Backend reads retried after a failure. */
+  fetchRetries: number
+  /** Backend reads that failed for good (the faulting access got SIGBUS). */
+  fetchErrors: number
+  /** Pages the backend reported absent, installed as zeros with no data transfer. */
+  zeroPages: number
+  /** Pages installed and not evicted. */
+  residentPages: number
+  /** Pages installed by prefetch rather than by a fault. */
+  prefetchedPages: number
+  /** Pages written since their last write-back. */
+  dirtyPages: number
+  /** Pages written to the backend. */
+  pagesWritten: number
+  /** Bytes written to the backend. */
+  bytesWritten: number
+  /** Backend write calls. */
+  writeRequests: number
+  /** Completed flushes. */
+  flushes: number
+  /** Fault service latency, as seen by the pager. */
+  faultLatencyUs: LatencySummary
+}
+
+export function readStats(buffer: SharedArrayBuffer): RegionStats {
+  const cells = new Float64Array(buffer)
+  const get = (name: Counter): number => cells[counterIndex[name]]!
+  const count = get('latencyCount')
+  const percentile = (q: number): number => {
+    if (count === 0) return 0
+    const rank = Math.ceil(q * count)
+    let seen = 0
+    for (let b = 0; b < BUCKETS; b++) {
+      seen += cells[HIST_BASE + b]!
+      if (seen >= rank) return Math.min(bucketUpperUs(b), get('latencyMaxUs'))
+    }
+    return get('latencyMaxUs')
+  }
+  return {
+    faults: get('faults'),
+    duplicateFaults: get('duplicateFaults'),
+    pagesFetched: get('pagesFetched'),
+    bytesFetched: get('bytesFetched'),
+    fetchRequests: get('fetchRequests'),
+    fetchRetries: get('fetchRetries'),
+    fetchErrors: get('fetchErrors'),
+    zeroPages: get('zeroPages'),
+    residentPages: get('residentPages'),
+    prefetchedPages: get('prefetchedPages'),
+    dirtyPages: get('dirtyPages'),
+    pagesWritten: get('pagesWritten'),
+    bytesWritten: get('bytesWritten'),
+    writeRequests: get('writeRequests'),
+    flushes: get('flushes'),
+    faultLatencyUs: { count, p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: get('latencyMaxUs') },
+  }
+}

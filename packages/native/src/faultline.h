@@ -1,0 +1,59 @@
+// Shared declarations of the faultline addon (node-addon-api, built with
+// NAPI_DISABLE_CPP_EXCEPTIONS: every failure is thrown as a pending JS
+// exception and the function returns; callers check env.IsExceptionPending()).
+#pragma once
+
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace faultline {
+
+// ---- errors.cc --------------------------------------------------------------
+
+// errno -> "EEXIST"; unknown values come out as "E<n>".
+const char* ErrnoName(int err, char* scratch, size_t scratch_len);
+
+// Throws FaultlineNativeError {code, errno, syscall} for a failed syscall,
+// e.g. ThrowErrno(env, EINVAL, "ioctl(UFFDIO_COPY)").
+void ThrowErrno(Napi::Env env, int err, const char* syscall);
+
+// Throw TypeError / RangeError with "<fn>: <message>".
+void ThrowType(Napi::Env env, const char* fn, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void ThrowRange(Napi::Env env, const char* fn, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+
+// Argument readers: on failure they throw (TypeError/RangeError naming the
+// argument) and return false.
+bool ArgFd(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int* out);
+// A non-negative safe integer (<= 2^53-1).
+bool ArgU64(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, uint64_t* out);
+// A non-negative safe integer, or undefined -> dflt.
+bool ArgU64Or(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, uint64_t dflt, uint64_t* out);
+// A signed safe integer.
+bool ArgI64(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int64_t* out);
+// A page-aligned address and a page-aligned, non-zero length.
+bool ArgRange(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* addr_name,
+              const char* len_name, uint64_t* addr, uint64_t* len);
+
+size_t PageSize();
+
+// A uint64 mask as a JS number. Bits >= 53 cannot be represented exactly and
+// are dropped (only UFFDIO_API's own bit 63 in uffdio_api.ioctls is affected).
+inline double MaskToNumber(uint64_t mask) {
+  return static_cast<double>(mask & ((uint64_t{1} << 53) - 1));
+}
+
+// ---- uffd.cc ----------------------------------------------------------------
+
+// Non-blocking drain of a uffd into `out` (4 doubles per message, capacity
+// messages at most). Returns the count (>= 0), or -errno when the very first
+// read fails with anything but EAGAIN.
+long DrainMessages(int fd, double* out, size_t capacity);
+
+void InitUffd(Napi::Env env, Napi::Object exports);
+void InitMapping(Napi::Env env, Napi::Object exports);
+void InitPoller(Napi::Env env, Napi::Object exports);
+void InitFiles(Napi::Env env, Napi::Object exports);
+
+}  // namespace faultline

@@ -1,0 +1,190 @@
+/**
+ * @faultline/native: a thin, typed wrapper over Linux userfaultfd, mmap and
+ * madvise. No policy lives here: which page to fetch, when to evict and how
+ * to retry are decisions of @faultline/core.
+ *
+ * Addresses are plain numbers. User-space addresses on x86_64 and arm64 fit
+ * in 47/48 bits, well inside the 53 bits a double holds exactly, and numbers
+ * keep the fault path free of BigInt allocation.
+ */
+import { createRequire } from 'node:module'
+import { constants } from './constants.js'
+import type { NativeErrorCode } from './errors.js'
+
+export { constants, featureNames, FEATURE_BITS } from './constants.js'
+export { NativeError, isNativeError, type NativeErrorCode } from './errors.js'
+
+/** What `UFFDIO_API` reports on a throwaway descriptor. */
+export interface FeatureProbe {
+  /** Bitmask of every feature the kernel offers (`uffdio_api.features`). */
+  features: number
+  /** The same bits by name, e.g. `['PAGEFAULT_FLAG_WP', 'MISSING_SHMEM', …]`. */
+  names: string[]
+  /**
+   * Bitmask of ioctls the descriptor supports (`uffdio_api.ioctls`), bits 0–52
+   * only: the kernel also sets bit 63 (`_UFFDIO_API`), which a double cannot
+   * hold exactly, so it is dropped (0x3 = REGISTER|UNREGISTER).
+   */
+  ioctls: number
+  /** How the descriptor was created: the syscall, or `/dev/userfaultfd`. */
+  via: 'syscall' | 'device'
+  /** True when only `UFFD_USER_MODE_ONLY` was permitted (kernel accesses get EFAULT). */
+  userModeOnly: boolean
+}
+
+export interface UffdOpenOptions {
+  /** Feature bits to request in the `UFFDIO_API` handshake. Default 0. */
+  features?: number
+  /** Ask for `UFFD_USER_MODE_ONLY`. Default: only if the full mode is refused with EPERM/EACCES. */
+  userModeOnly?: boolean | 'fallback'
+}
+
+export interface RegisterMode {
+  missing?: boolean
+  wp?: boolean
+  minor?: boolean
+}
+
+/**
+ * The raw addon surface. Every function validates its arguments and throws a
+ * TypeError/RangeError for bad ones; failing syscalls throw a
+ * {@link NativeError} with `code` (errno name), `errno` and `syscall`.
+ */
+export interface NativeAddon {
+  /**
+   * The addon's own view of the uapi values: SYSTEM_PAGE_SIZE (sysconf), every
+   * key of `constants` in constants.ts, `UFFD_FEATURE_<name>` for each of
+   * FEATURE_BITS, and the UFFDIO_* request codes. Frozen.
+   */
+  readonly constants: Readonly<Record<string, number>>
+  probe(): FeatureProbe
+  /**
+   * Creates a non-blocking, close-on-exec uffd and completes the API handshake.
+   * Tries the userfaultfd syscall, then `/dev/userfaultfd` when the syscall is
+   * missing or refused (ENOSYS/EPERM). `'fallback'` asks for the full mode and
+   * retries with UFFD_USER_MODE_ONLY if that is refused with EPERM/EACCES.
+   * `features` in the result is what the kernel returned (all it supports, not
+   * only the ones requested); `ioctls` as in {@link FeatureProbe}.
+   * A failed handshake closes the fd and throws (`syscall: 'ioctl(UFFDIO_API)'`).
+   */
+  uffdOpen(features: number, userModeOnly: boolean | 'fallback'): { fd: number; features: number; ioctls: number; via: 'syscall' | 'device'; userModeOnly: boolean }
+  /**
+   * UFFDIO_REGISTER; returns the `ioctls` mask available on the range.
+   * Range arguments of every uffd call (address/dst and length) must be
+   * page-aligned with length > 0, or a RangeError is thrown before the ioctl.
+   */
+  uffdRegister(fd: number, address: number, length: number, mode: number): number
+  uffdUnregister(fd: number, address: number, length: number): void
+  /**
+   * UFFDIO_COPY from `src[srcOffset, srcOffset+length)` to `dst`.
+   * Returns bytes copied (== length on full success, < length on partial
+   * progress with EAGAIN), or `-EEXIST` / `-EAGAIN` when nothing was copied.
+   * Any other failure throws.
+   */
+  uffdCopy(fd: number, dst: number, src: Uint8Array, srcOffset: number, length: number, mode: number): number
+  /** UFFDIO_ZEROPAGE; same return convention as uffdCopy. */
+  uffdZeropage(fd: number, address: number, length: number, mode: number): number
+  uffdWake(fd: number, address: number, length: number): void
+  /** UFFDIO_WRITEPROTECT; mode is a combination of WRITEPROTECT_MODE_WP / _DONTWAKE. */
+  uffdWriteProtect(fd: number, address: number, length: number, mode: number): void
+  /** UFFDIO_POISON; same return convention as uffdCopy. */
+  uffdPoison(fd: number, address: number, length: number, mode: number): number
+  /**
+   * Non-blocking read of queued messages, decoded into `out` as 4 doubles per
+   * message: [event, flagsOrArg0, address/arg1, arg2]. Returns the number of
+   * messages (0 when nothing is queued). Reads until EAGAIN, until `out` is
+   * full, or until a read returns less than asked (the queue was empty). Throws
+   * RangeError when `out` holds fewer than 4 elements.
+   */
+  uffdRead(fd: number, out: Float64Array): number
+  /** close(2). */
+  closeFd(fd: number): void
+
+  /** mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE) + MADV_DONTFORK. */
+  mapAnonymous(length: number): number
+  /**
+   * Ends a mapping's life safely: replaces it with a fresh anonymous mapping
+   * (so a stale view reads zeros instead of crashing), and munmaps once the
+   * last external ArrayBuffer over it has been collected or detached.
+   * `address` must be the start of a live mapping made by mapAnonymous, else
+   * RangeError. Unregister it from any uffd first: the replacement drops the
+   * registration (and with EVENT_UNMAP the call blocks until UNMAP is read).
+   */
+  retireMapping(address: number): void
+  madvise(address: number, length: number, advice: number): void
+  /**
+   * An external ArrayBuffer over [address, address+length) of a live mapping;
+   * keeps it alive. RangeError if the range is not inside one live
+   * (non-retired) mapping made by mapAnonymous.
+   */
+  externalBuffer(address: number, length: number): ArrayBuffer
+  /**
+   * Detaches an ArrayBuffer made by externalBuffer (its views become length 0)
+   * and drops its reference on the mapping at once. A no-op on a buffer that
+   * is already detached; TypeError for any other ArrayBuffer.
+   */
+  detachBuffer(buffer: ArrayBuffer): void
+  /**
+   * Number of external buffers still alive over the mapping starting at
+   * `address` (for tests); -1 when there is no such mapping (never mapped, or
+   * retired and already unmapped).
+   */
+  mappingRefs(address: number): number
+
+  /**
+   * Watches a uffd with uv_poll on the calling thread's event loop. Each time
+   * it is readable, the callback gets `count` decoded messages in `messages`
+   * (the same Float64Array every time: copy out what you keep). The handle is
+   * closed by `stop()` or by the environment's cleanup hook.
+   *
+   * A negative `count` is `-errno`: polling or reading failed (e.g. -EBADF);
+   * the watcher has already stopped and `messages` holds nothing new.
+   * While watching, the handle keeps the event loop alive. Call `stop()` before
+   * `closeFd(fd)`, and watch a given fd at most once per thread. An exception
+   * thrown by the callback goes to 'uncaughtException' (a Worker's 'error').
+   * The callback runs on this thread: it must never touch memory registered
+   * on `fd`, or this thread sleeps in the fault it is meant to serve.
+   */
+  watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void): { stop(): void }
+
+  /** lseek(fd, offset, SEEK_DATA|SEEK_HOLE); returns -1 for ENXIO (no more data). */
+  seekData(fd: number, offset: number): number
+  seekHole(fd: number, offset: number): number
+}
+
+export interface UffdMessage {
+  event: number
+  flags: number
+  address: number
+  arg: number
+}
+
+const require = createRequire(import.meta.url)
+
+function loadAddon(): NativeAddon {
+  try {
+    return require('../build/Release/faultline.node') as NativeAddon
+  } catch (cause) {
+    const err = new Error(
+      'faultline: the native addon is not built (packages/native/build/Release/faultline.node). Run `pnpm install` or `pnpm build` in the workspace.',
+    ) as Error & { code: NativeErrorCode | 'ENOADDON' }
+    err.code = 'ENOADDON'
+    ;(err as { cause?: unknown }).cause = cause
+    throw err
+  }
+}
+
+/** The loaded addon. Loading is per thread (context-aware addon). */
+export const native: NativeAddon = loadAddon()
+
+/** Register-mode bits from a readable description. */
+export function registerModeBits(mode: RegisterMode): number {
+  let bits = 0
+  if (mode.missing) bits |= constants.UFFDIO_REGISTER_MODE_MISSING
+  if (mode.wp) bits |= constants.UFFDIO_REGISTER_MODE_WP
+  if (mode.minor) bits |= constants.UFFDIO_REGISTER_MODE_MINOR
+  return bits
+}
+
+/** The system page size, asked of the kernel once. */
+export const systemPageSize: number = constants.SYSTEM_PAGE_SIZE
