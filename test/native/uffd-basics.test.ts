@@ -1,5 +1,7 @@
 // The uffd wrappers with real syscalls, single-threaded: nothing here touches
 // registered memory that is missing, so no thread ever sleeps in a fault.
+import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
 import {
   constants,
@@ -57,7 +59,7 @@ describe('probe and handshake', () => {
   it('probe reports every feature, including WP_ASYNC, MOVE and POISON', () => {
     const p = native.probe()
     expect(p.via).toBe('syscall')
-    expect(p.userModeOnly).toBe(false)
+    expect(p.userModeOnly).toBe(process.getuid?.() !== 0)
     expect(p.names).toEqual(featureNames(p.features))
     for (const name of ['WP_ASYNC', 'MOVE', 'POISON', 'WP_UNPOPULATED', 'EVENT_REMOVE', 'THREAD_ID']) {
       expect(p.names).toContain(name)
@@ -68,25 +70,47 @@ describe('probe and handshake', () => {
 
   it('uffdOpen returns every supported feature, not only the requested ones', () => {
     const want = FEATURE_BITS.THREAD_ID | FEATURE_BITS.EVENT_REMOVE
-    const u = native.uffdOpen(want, false)
+    const u = native.uffdOpen(want, 'fallback')
     try {
+      const p = native.probe()
       expect(u.fd).toBeGreaterThan(2)
-      expect(u.via).toBe('syscall')
-      expect(u.userModeOnly).toBe(false)
-      expect(u.features).toBe(native.probe().features)
+      expect(u.via).toBe(p.via)
+      expect(u.userModeOnly).toBe(p.userModeOnly)
+      expect(u.features).toBe(p.features)
       expect(u.ioctls).toBe(0x3)
     } finally {
       native.closeFd(u.fd)
     }
   })
 
-  it('userModeOnly: true and fallback', () => {
+  it.runIf(process.getuid?.() === 0)('userModeOnly: true and fallback (as root)', () => {
     const user = native.uffdOpen(0, true)
     expect(user.userModeOnly).toBe(true)
     native.closeFd(user.fd)
     const fallback = native.uffdOpen(0, 'fallback')
     expect(fallback.userModeOnly).toBe(false) // root: the full mode is allowed
     native.closeFd(fallback.fd)
+  })
+
+  it.runIf(process.getuid?.() === 0)('unprivileged (uid 65534): fallback to UFFD_USER_MODE_ONLY', () => {
+    // vm.unprivileged_userfaultfd=0 and /dev/userfaultfd is root-only here
+    const entry = createRequire(import.meta.url).resolve('@faultline/native')
+    const script = `
+      import(${JSON.stringify(entry)}).then(({ native }) => {
+        const out = { probe: native.probe() };
+        try { native.uffdOpen(0, false) } catch (e) { out.full = { code: e.code, syscall: e.syscall } }
+        const u = native.uffdOpen(0, 'fallback'); native.closeFd(u.fd); out.fallback = u;
+        try { native.uffdOpen(${FEATURE_BITS.EVENT_FORK}, true) } catch (e) { out.fork = { code: e.code, syscall: e.syscall } }
+        console.log(JSON.stringify(out));
+      });`
+    const child = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 })
+    expect(child.stderr).toBe('')
+    const out = JSON.parse(child.stdout)
+    expect(out.probe.userModeOnly).toBe(true)
+    expect(out.full).toEqual({ code: 'EPERM', syscall: 'userfaultfd' })
+    expect(out.fallback).toMatchObject({ userModeOnly: true, via: 'syscall' })
+    // EVENT_FORK needs CAP_SYS_PTRACE
+    expect(out.fork).toEqual({ code: 'EPERM', syscall: 'ioctl(UFFDIO_API)' })
   })
 
   it('an unknown feature bit fails the handshake with EINVAL', () => {

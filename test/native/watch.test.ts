@@ -51,6 +51,64 @@ describe('watch', () => {
     }
   })
 
+  it('serves concurrent faults from several workers, in batches of at most `capacity`', async () => {
+    const workers = 3
+    const pagesEach = 64
+    const r = region(workers * pagesEach, MISSING)
+    const src = pattern(workers * pagesEach, 13)
+    let messages = 0
+    let maxBatch = 0
+    let eexist = 0
+    const watcher = native.watch(r.fd, 4, (count, m) => {
+      expect(count).toBeGreaterThan(0)
+      maxBatch = Math.max(maxBatch, count)
+      for (let k = 0; k < count; k++) {
+        messages++
+        const address = m[4 * k + 2]!
+        const page = address - (address % PAGE)
+        const res = native.uffdCopy(r.fd, page, src, page - r.base, PAGE, 0)
+        if (res === -17) {
+          eexist++
+          native.uffdWake(r.fd, page, PAGE)
+        } else {
+          expect(res).toBe(PAGE)
+        }
+      }
+    })
+    const touchers = Array.from({ length: workers }, (_, w) =>
+      startWorker(
+        `
+        const { base, PAGE, first, count } = workerData;
+        const view = new Uint8Array(native.externalBuffer(base + first * PAGE, count * PAGE));
+        let sum = 0;
+        for (let p = 0; p < count; p++) sum += view[p * PAGE + 5];
+        parentPort.postMessage({ type: 'sum', sum });
+        native.detachBuffer(view.buffer);
+        `,
+        { base: r.base, PAGE, first: w * pagesEach, count: pagesEach },
+      ),
+    )
+    const sums = touchers.map((t) => nextMessage(t, 'sum', 10_000))
+    const dog = watchdog(r.fd, r.base, r.length, 10_000)
+    try {
+      await dog.ready
+      const got = await Promise.all(sums)
+      for (let w = 0; w < workers; w++) {
+        let expected = 0
+        for (let p = 0; p < pagesEach; p++) expected += src[(w * pagesEach + p) * PAGE + 5]!
+        expect(got[w]!.sum).toBe(expected)
+      }
+      expect(dog.fired()).toBe(false)
+      expect(messages - eexist).toBe(workers * pagesEach)
+      expect(maxBatch).toBeLessThanOrEqual(4)
+    } finally {
+      watcher.stop()
+      await dog.cancel()
+      await Promise.all(touchers.map((t) => t.terminate()))
+      r.dispose()
+    }
+  })
+
   it('stop() closes the handle: a worker that stops exits by itself', async () => {
     const r = region(1, MISSING)
     const worker = startWorker(
