@@ -4,7 +4,7 @@
  * thread, never the libuv threadpool: a pool thread may be the one asleep
  * in a page fault (fs.write from a region view).
  */
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync, constants as fsConstants } from 'node:fs'
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync, constants as fsConstants } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/core/backend'
 import { FaultlineError } from '@faultline/core/backend'
@@ -19,7 +19,7 @@ export interface FileBackendOptions {
   readOnly?: boolean
   /** Create the file if it does not exist (read-write only). Default true. */
   create?: boolean
-  /** fdatasync after each write batch, so a resolved flush survives a crash. Default true. */
+  /** fdatasync at the end of each flush, so a resolved flush survives a crash. Default true. */
   sync?: boolean
 }
 
@@ -30,7 +30,7 @@ export class FileBackend implements Backend {
   /** Pages written through this backend: no longer holes, whatever the scan said. */
   private readonly written = new Set<number>()
   private length: number
-  private readonly sync: boolean
+  private readonly durable: boolean
 
   constructor(options: FileBackendOptions, private readonly context: BackendContext) {
     checkKnownOptions('file', options as unknown as Record<string, unknown>, ['path', 'readOnly', 'create', 'sync'])
@@ -53,7 +53,13 @@ export class FileBackend implements Backend {
     }
     this.length = stat.size
     this.extents = Extents.scan(this.fd, this.length)
-    this.sync = options.sync !== false
+    // A read-write region larger than its file extends it sparsely, so the
+    // file records the region's size and a later open can leave `size` out.
+    if (!readOnly && context.size !== undefined && this.length < context.size) {
+      ftruncateSync(this.fd, context.size)
+      this.length = context.size
+    }
+    this.durable = options.sync !== false
     this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256 }
   }
 
@@ -96,7 +102,10 @@ export class FileBackend implements Backend {
       this.written.add(index)
       this.length = Math.max(this.length, (index + 1) * pageSize)
     }
-    if (this.sync) fdatasyncSync(this.fd)
+  }
+
+  async sync(): Promise<void> {
+    if (this.durable) fdatasyncSync(this.fd)
   }
 
   async close(): Promise<void> {

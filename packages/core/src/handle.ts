@@ -5,7 +5,7 @@
  */
 import { BroadcastChannel } from 'node:worker_threads'
 import { invalidOption } from './errors.js'
-import { readStats, type RegionStats } from './stats.js'
+import { readStats, type RegionStats, type WriteTrackingMode } from './stats.js'
 import { ViewSet } from './views.js'
 
 /** What `region.handle()` returns: plain data, safe to postMessage to a Worker. */
@@ -17,6 +17,7 @@ export interface RegionHandle {
   dataSize: number
   pageSize: number
   readOnly: boolean
+  writeTracking: WriteTrackingMode
   stats: SharedArrayBuffer
 }
 
@@ -51,7 +52,7 @@ export class RegionAttachment {
   }
 
   stats(): RegionStats {
-    return readStats(this.handle.stats)
+    return readStats(this.handle.stats, this.handle.writeTracking)
   }
 
   /** True once detached, by this thread or because the region closed. */

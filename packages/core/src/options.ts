@@ -40,6 +40,29 @@ export interface RegionOptions {
    * together are batched up to this many. Default 64.
    */
   maxBatchPages?: number
+  /**
+   * How writes are noticed in a read-write region (see docs/writes.md):
+   * - `sync`: userfaultfd write-protect faults; the first write to a clean
+   *   page costs one round trip to the pager, and flush snapshots are atomic
+   *   against concurrent writers.
+   * - `async`: the kernel's asynchronous write-protect (Linux 6.7+,
+   *   `UFFD_FEATURE_WP_ASYNC`) with `PAGEMAP_SCAN`; writes never stop, flush
+   *   finds written pages by scanning.
+   * - `auto` (default): `async` where the kernel offers it, else `sync`.
+   */
+  writeTracking?: 'auto' | 'sync' | 'async'
+  /** Background write-back of dirty pages; `close()` and `flush()` always write back. */
+  writeBack?: WriteBackOptions
+}
+
+export interface WriteBackOptions {
+  /** Flush dirty pages every this many milliseconds. Default: no periodic flush. */
+  intervalMs?: number
+  /**
+   * Start a flush when this many bytes are dirty (checked as writes are
+   * noticed; in `async` tracking, at each interval). Default: no threshold.
+   */
+  maxDirtyBytes?: number
 }
 
 /** RegionOptions after validation, with defaults filled in. Serializable. */
@@ -50,6 +73,8 @@ export interface NormalizedOptions {
   access: 'read-only' | 'read-write' | undefined
   fetchTimeoutMs: number
   maxBatchPages: number
+  writeTracking: 'auto' | 'sync' | 'async'
+  writeBack: { intervalMs: number | undefined; maxDirtyBytes: number | undefined }
 }
 
 export const DEFAULT_PAGE_SIZE = 65536
@@ -66,7 +91,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
@@ -107,7 +132,28 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('maxBatchPages', `must be a whole number from 1 to 4096 (got ${describe(o.maxBatchPages)})`)
   }
 
-  return { size, pageSize, backend, access: access as NormalizedOptions['access'], fetchTimeoutMs, maxBatchPages }
+  const writeTracking = o.writeTracking ?? 'auto'
+  if (writeTracking !== 'auto' && writeTracking !== 'sync' && writeTracking !== 'async') {
+    throw invalidOption('writeTracking', `must be "auto", "sync" or "async" (got ${describe(o.writeTracking)})`)
+  }
+
+  return { size, pageSize, backend, access: access as NormalizedOptions['access'], fetchTimeoutMs, maxBatchPages, writeTracking, writeBack: normalizeWriteBack(o.writeBack) }
+}
+
+function normalizeWriteBack(value: unknown): NormalizedOptions['writeBack'] {
+  if (value === undefined) return { intervalMs: undefined, maxDirtyBytes: undefined }
+  if (value === null || typeof value !== 'object') throw invalidOption('writeBack', `must be an object like { intervalMs, maxDirtyBytes } (got ${describe(value)})`)
+  const w = value as Record<string, unknown>
+  for (const key of Object.keys(w)) {
+    if (key !== 'intervalMs' && key !== 'maxDirtyBytes') throw invalidOption(`writeBack.${key}`, 'is not a write-back option (known: intervalMs, maxDirtyBytes)')
+  }
+  if (w.intervalMs !== undefined && !(typeof w.intervalMs === 'number' && w.intervalMs >= 1 && Number.isFinite(w.intervalMs))) {
+    throw invalidOption('writeBack.intervalMs', `must be a number of milliseconds ≥ 1 (got ${describe(w.intervalMs)})`)
+  }
+  if (w.maxDirtyBytes !== undefined && !isPositiveInteger(w.maxDirtyBytes)) {
+    throw invalidOption('writeBack.maxDirtyBytes', `must be a positive whole number of bytes (got ${describe(w.maxDirtyBytes)})`)
+  }
+  return { intervalMs: w.intervalMs as number | undefined, maxDirtyBytes: w.maxDirtyBytes as number | undefined }
 }
 
 /** Final geometry once the backend has said what it knows. */

@@ -6,7 +6,7 @@ import { FaultlineError, outOfRange, regionClosed } from './errors.js'
 import { normalizeOptions, type RegionOptions } from './options.js'
 import { PagerHost } from './pager/host.js'
 import type { PagerEvent } from './pager/protocol.js'
-import { readStats, STATS_BYTES, type RegionStats } from './stats.js'
+import { readStats, STATS_BYTES, type RegionStats, type WriteTrackingMode } from './stats.js'
 import { ViewSet } from './views.js'
 import { closedChannelName, type RegionHandle } from './handle.js'
 
@@ -16,6 +16,8 @@ export interface RegionEvents {
   'fetch-error': [{ pages: number[]; message: string }]
   /** A backend read failed and will be retried. */
   'fetch-retry': [{ pages: number[]; attempt: number; message: string }]
+  /** A background write-back failed; the pages stay dirty and are retried by the next flush. */
+  'writeback-error': [{ pages: number[]; message: string }]
 }
 
 export class Region extends EventEmitter<RegionEvents> {
@@ -30,6 +32,8 @@ export class Region extends EventEmitter<RegionEvents> {
   readonly backendName: string
   /** userfaultfd features the pager runs with. */
   readonly features: readonly string[]
+  /** How writes are tracked: `none` for a read-only region. */
+  readonly writeTracking: WriteTrackingMode
   private readonly views: ViewSet
   private readonly id = randomUUID()
   private closing: Promise<void> | undefined
@@ -46,6 +50,7 @@ export class Region extends EventEmitter<RegionEvents> {
     this.readOnly = r.readOnly
     this.backendName = r.backendName
     this.features = r.features
+    this.writeTracking = r.writeTracking
     this.views = new ViewSet(r.address, r.size, 'region')
   }
 
@@ -60,8 +65,18 @@ export class Region extends EventEmitter<RegionEvents> {
   }
 
   private dispatch(event: PagerEvent): void {
-    if (event.type === 'fetch-error') this.emit('fetch-error', { pages: event.pages, message: event.message })
-    else this.emit('fetch-retry', { pages: event.pages, attempt: event.attempt, message: event.message })
+    switch (event.type) {
+      case 'fetch-error':
+        this.emit('fetch-error', { pages: event.pages, message: event.message })
+        return
+      case 'fetch-retry':
+        this.emit('fetch-retry', { pages: event.pages, attempt: event.attempt, message: event.message })
+        return
+      case 'writeback-error':
+        // An unhandled 'error'-like event must not crash the app: the pages stay dirty.
+        this.emit('writeback-error', { pages: event.pages, message: event.message })
+        return
+    }
   }
 
   /**
@@ -90,7 +105,7 @@ export class Region extends EventEmitter<RegionEvents> {
 
   /** A synchronous snapshot of the region's counters and fault latency. */
   stats(): RegionStats {
-    return readStats(this.statsBuffer)
+    return readStats(this.statsBuffer, this.writeTracking)
   }
 
   /**
@@ -107,6 +122,7 @@ export class Region extends EventEmitter<RegionEvents> {
       dataSize: this.dataSize,
       pageSize: this.pageSize,
       readOnly: this.readOnly,
+      writeTracking: this.writeTracking,
       stats: this.statsBuffer,
     }
   }
@@ -116,21 +132,30 @@ export class Region extends EventEmitter<RegionEvents> {
   }
 
   /**
-   * Detaches every view of this thread, tells attached threads to detach
-   * theirs, writes back dirty pages, stops the pager and unmaps. Memory a
-   * stale view in another thread still points at reads as zeros, never
-   * faults, and is unmapped once that view is gone. Idempotent.
+   * Writes back dirty pages, then detaches every view of this thread, tells
+   * attached threads to detach theirs, stops the pager and unmaps. If the
+   * write-back fails, close() rejects and the region stays open and usable,
+   * so nothing is lost: fix the backend and call close() again. Memory a stale
+   * view in another thread still points at reads as zeros, never faults, and
+   * is unmapped once that view is gone. Idempotent once it has succeeded.
    */
   close(): Promise<void> {
-    this.closing ??= this.shutdown()
+    this.closing ??= this.shutdown().catch((err: unknown) => {
+      this.closing = undefined
+      throw err
+    })
     return this.closing
   }
 
   private async shutdown(): Promise<void> {
-    this.views.close()
-    const channel = new BroadcastChannel(closedChannelName(this.id))
-    channel.postMessage('closed')
-    channel.close()
+    if (!this.views.isClosed) {
+      await this.host.request({ op: 'flush' })
+      this.views.close()
+      const channel = new BroadcastChannel(closedChannelName(this.id))
+      channel.postMessage('closed')
+      channel.close()
+    }
+    // The pager flushes again (writes from other threads since) before it unmaps.
     await this.host.request({ op: 'close' })
     await this.host.exited()
   }

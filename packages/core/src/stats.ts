@@ -21,6 +21,10 @@ export const COUNTERS = [
   'bytesWritten',
   'writeRequests',
   'flushes',
+  'flushMsTotal',
+  'lastFlushMs',
+  'writeFaults',
+  'writeErrors',
   'latencyCount',
   'latencyMaxUs',
 ] as const
@@ -107,13 +111,24 @@ export interface RegionStats {
   bytesWritten: number
   /** Backend write calls. */
   writeRequests: number
-  /** Completed flushes. */
+  /** Completed flushes (explicit, background and at close). */
   flushes: number
+  /** Milliseconds spent in completed flushes, in all and in the last one. */
+  flushMsTotal: number
+  lastFlushMs: number
+  /** Write-protect faults served (first writes to clean pages, `sync` tracking only). */
+  writeFaults: number
+  /** Backend write batches that failed (their pages stayed dirty). */
+  writeErrors: number
+  /** How writes are tracked: `none` for read-only regions. */
+  writeTracking: WriteTrackingMode
   /** Fault service latency, as seen by the pager. */
   faultLatencyUs: LatencySummary
 }
 
-export function readStats(buffer: SharedArrayBuffer): RegionStats {
+export type WriteTrackingMode = 'none' | 'sync-wp' | 'async-wp'
+
+export function readStats(buffer: SharedArrayBuffer, writeTracking: WriteTrackingMode): RegionStats {
   const cells = new Float64Array(buffer)
   const get = (name: Counter): number => cells[counterIndex[name]]!
   const count = get('latencyCount')
@@ -143,6 +158,11 @@ export function readStats(buffer: SharedArrayBuffer): RegionStats {
     bytesWritten: get('bytesWritten'),
     writeRequests: get('writeRequests'),
     flushes: get('flushes'),
+    flushMsTotal: get('flushMsTotal'),
+    lastFlushMs: get('lastFlushMs'),
+    writeFaults: get('writeFaults'),
+    writeErrors: get('writeErrors'),
+    writeTracking,
     faultLatencyUs: { count, p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: get('latencyMaxUs') },
   }
 }

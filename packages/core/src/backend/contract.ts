@@ -59,8 +59,17 @@ export interface Backend {
    * retries. A returned array is only read until the next call.
    */
   read(indexes: readonly number[]): Promise<ReadonlyArray<Uint8Array | undefined>>
-  /** Stores whole pages; resolves when they are durable in the backend. */
+  /**
+   * Stores whole pages. Resolves when they are stored; durability against a
+   * crash may wait for {@link sync}. A page is never stored partially.
+   */
   write?(pages: readonly PageWrite[]): Promise<void>
+  /**
+   * Makes every write that has resolved durable (e.g. fdatasync). Called
+   * once at the end of each flush, so per-batch writes can stay cheap.
+   * Backends whose writes are durable when they resolve leave it out.
+   */
+  sync?(): Promise<void>
   /** Releases connections and files. Called once, after the last read/write settled. */
   close(): Promise<void>
 }

@@ -3,7 +3,8 @@
  * come from @faultline/backends; `{ type: 'module', module, options }` loads a
  * user's module that exports `createBackend(options, context)`.
  */
-import { isAbsolute } from 'node:path'
+import { createRequire } from 'node:module'
+import { isAbsolute, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { FaultlineError, invalidOption } from '../errors.js'
 import type { Backend, BackendContext, BackendModule, BackendSpec } from './contract.js'
@@ -34,10 +35,12 @@ async function createFromModule(spec: BackendSpec, context: BackendContext): Pro
   if (typeof specifier !== 'string' || specifier === '') {
     throw invalidOption('backend.module', 'must name the module to load: an absolute path or a package name')
   }
-  const url = isAbsolute(specifier) ? pathToFileURL(specifier).href : specifier
   let mod: Partial<BackendModule> & { default?: Partial<BackendModule> }
   try {
-    mod = (await import(url)) as typeof mod
+    // A package name is resolved from the application's working directory,
+    // not from this package (which, under pnpm, cannot see the app's deps).
+    const path = isAbsolute(specifier) ? specifier : createRequire(join(process.cwd(), 'noop.js')).resolve(specifier)
+    mod = (await import(pathToFileURL(path).href)) as typeof mod
   } catch (cause) {
     throw new FaultlineError('ERR_UNKNOWN_BACKEND', `faultline: could not load backend module ${JSON.stringify(specifier)}: ${String(cause)}`, { option: 'backend.module', cause })
   }

@@ -10,8 +10,10 @@ import { native, constants } from '@faultline/native'
 import type { Backend } from '../backend/contract.js'
 import { FaultlineError } from '../errors.js'
 import type { StatsWriter } from '../stats.js'
+import { describePages } from './describe.js'
 import { PageSet } from './pageset.js'
 import type { PagerEvent } from './protocol.js'
+import type { WriteBack } from './writeback.js'
 
 export interface PagerConfig {
   fd: number
@@ -26,6 +28,8 @@ interface Waiter {
   /** performance.now() of each fault message for this page, for latency. */
   faultTimes: number[]
   prefetch: boolean
+  /** A thread is waiting to write it (a missing fault with the WRITE flag). */
+  write: boolean
 }
 
 const RETRY_FIRST_MS = 10
@@ -46,6 +50,8 @@ export class Pager {
   private activeBatches = 0
   private readonly idleWaiters: Array<() => void> = []
   private readonly zeroPage: Uint8Array
+  /** Set for read-write regions: tracks written pages and writes them back. */
+  writeBack: WriteBack | undefined
 
   constructor(
     private readonly config: PagerConfig,
@@ -68,19 +74,29 @@ export class Pager {
     for (let m = 0; m < count; m++) {
       const event = messages[m * 4]!
       if (event !== constants.UFFD_EVENT_PAGEFAULT) continue
-      const address = messages[m * 4 + 2]!
-      this.onFault(Math.floor((address - this.config.address) / this.config.pageSize), now)
+      const flags = messages[m * 4 + 1]!
+      const page = Math.floor((messages[m * 4 + 2]! - this.config.address) / this.config.pageSize)
+      if (page < 0 || page >= this.pageCount) continue
+      // With MISSING|WP registered, a write to a page that is not there arrives
+      // as a missing fault with WRITE only; WP is set only for present pages.
+      if (flags & constants.UFFD_PAGEFAULT_FLAG_WP) this.onWriteFault(page)
+      else this.onFault(page, now, (flags & constants.UFFD_PAGEFAULT_FLAG_WRITE) !== 0)
     }
     this.schedule()
   }
 
-  private onFault(page: number, now: number): void {
+  private onWriteFault(page: number): void {
+    if (this.writeBack !== undefined) this.writeBack.onWriteFault(page)
+    else native.uffdWriteProtect(this.config.fd, this.pageAddress(page), this.config.pageSize, 0)
+  }
+
+  private onFault(page: number, now: number, write: boolean): void {
     this.stats.add('faults')
-    if (page < 0 || page >= this.pageCount) return
     const waiter = this.inflight.get(page)
     if (waiter !== undefined) {
       this.stats.add('duplicateFaults')
       waiter.faultTimes.push(now)
+      waiter.write ||= write
       return
     }
     if (this.resident.has(page)) {
@@ -98,7 +114,7 @@ export class Pager {
       this.resident.delete(page)
       this.stats.add('residentPages', -1)
     }
-    this.inflight.set(page, { faultTimes: [now], prefetch: false })
+    this.inflight.set(page, { faultTimes: [now], prefetch: false, write })
     this.queue.push(page)
   }
 
@@ -113,7 +129,7 @@ export class Pager {
         pending.push(this.whenSettled(p))
         continue
       }
-      this.inflight.set(p, { faultTimes: [], prefetch: true })
+      this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
       pages.push(p)
     }
     const failures: FaultlineError[] = []
@@ -231,7 +247,9 @@ export class Pager {
       const now = performance.now()
       for (const t of waiter.faultTimes) this.stats.recordLatency((now - t) * 1000)
     }
-    this.fill(this.pageAddress(page), data)
+    const forWrite = waiter?.write ?? false
+    if (forWrite) this.writeBack?.onInstalledForWrite(page)
+    this.fill(this.pageAddress(page), data, this.writeBack?.installMode(forWrite) ?? 0)
     this.resident.add(page)
     this.inflight.delete(page)
     this.settle(page)
@@ -242,8 +260,10 @@ export class Pager {
    * that part is kept and waiters are woken. EAGAIN with progress resumes
    * after the part done; without progress (the mm is changing) it retries.
    */
-  private fill(address: number, data: Uint8Array | undefined): void {
+  private fill(address: number, data: Uint8Array | undefined, mode: number): void {
     const { fd, pageSize } = this.config
+    // ZEROPAGE has no write-protect mode: a protected zero page is a copy of zeros.
+    if (data === undefined && mode !== 0) data = this.zeroPage
     const sysPage = constants.SYSTEM_PAGE_SIZE
     let done = 0
     let spins = 0
@@ -251,7 +271,7 @@ export class Pager {
       const r =
         data === undefined
           ? native.uffdZeropage(fd, address + done, pageSize - done, 0)
-          : native.uffdCopy(fd, address + done, data, done, pageSize - done, 0)
+          : native.uffdCopy(fd, address + done, data, done, pageSize - done, mode)
       if (r > 0) {
         done += r
       } else if (r === -constants.EEXIST) {
@@ -316,16 +336,6 @@ export class Pager {
       // nothing more to do
     }
   }
-
-  get zero(): Uint8Array {
-    return this.zeroPage
-  }
-}
-
-export function describePages(pages: readonly number[]): string {
-  if (pages.length === 1) return `page ${pages[0]}`
-  const shown = pages.slice(0, 8).join(', ')
-  return `pages ${shown}${pages.length > 8 ? `, … (${pages.length} in all)` : ''}`
 }
 
 function errorMessage(err: unknown): string {

@@ -36,4 +36,17 @@ export class PageSet {
     this.count--
     return true
   }
+
+  /** Calls `fn` for every page in the set, in increasing order. */
+  forEach(fn: (page: number) => void): void {
+    const words = this.words
+    for (let i = 0; i < words.length; i++) {
+      let w = words[i]!
+      while (w !== 0) {
+        const bit = 31 - Math.clz32(w & -w)
+        fn(i * 32 + bit)
+        w &= w - 1
+      }
+    }
+  }
 }

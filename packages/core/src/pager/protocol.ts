@@ -1,6 +1,7 @@
 /** Messages between a region (any thread) and its pager thread. */
 import type { SerializedError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
+import type { WriteTrackingMode } from '../stats.js'
 
 export interface PagerStartData {
   options: NormalizedOptions
@@ -15,6 +16,7 @@ export interface PagerReady {
   dataSize: number
   pageSize: number
   readOnly: boolean
+  writeTracking: WriteTrackingMode
   backendName: string
   /** uffd features the pager enabled, by name. */
   features: string[]
@@ -42,5 +44,6 @@ export interface PagerReply {
 export type PagerEvent =
   | { kind: 'event'; type: 'fetch-error'; pages: number[]; message: string }
   | { kind: 'event'; type: 'fetch-retry'; pages: number[]; attempt: number; message: string }
+  | { kind: 'event'; type: 'writeback-error'; pages: number[]; message: string }
 
 export type PagerToHost = PagerReady | PagerFailed | PagerReply | PagerEvent

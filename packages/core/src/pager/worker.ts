@@ -11,6 +11,8 @@ import { FaultlineError, serializeError } from '../errors.js'
 import { resolveGeometry } from '../options.js'
 import { StatsWriter } from '../stats.js'
 import { Pager } from './pager.js'
+import { WriteBack } from './writeback.js'
+import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 
 const port = parentPort!
@@ -26,25 +28,48 @@ async function start(): Promise<void> {
   let address = 0
   try {
     backend = await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' })
+    const readOnly = options.access === 'read-only' || backend.info.readOnly
+    if (options.access === 'read-write' && backend.info.readOnly) {
+      throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} cannot store pages, so the region cannot be opened read-write; open it with access: 'read-only' (writes then stay private to this process)`, { option: 'access' })
+    }
+    if (!readOnly && backend.write === undefined) {
+      throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} says it is writable but has no write(); fix the backend or open the region read-only`, { option: 'backend' })
+    }
     const { size, dataSize } = resolveGeometry(options.size, backend.info.size, options.pageSize)
-    const uffd = openUffd()
+    const tracking = readOnly ? 'none' : chooseTracking(options.writeTracking)
+    const features = FEATURE_BITS.THREAD_ID | (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP)
+    const uffd = openUffd(features)
     fd = uffd.fd
     address = native.mapAnonymous(size)
-    native.uffdRegister(fd, address, size, registerModeBits({ missing: true }))
+    native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
     const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: options.maxBatchPages, fetchTimeoutMs: options.fetchTimeoutMs }, backend, stats, post)
+    const memory = new ViewSet(address, size, 'pager')
+    if (tracking !== 'none') {
+      pager.writeBack = new WriteBack(
+        { fd, address, size, pageSize: options.pageSize, mode: tracking, batchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? 64), intervalMs: options.writeBack.intervalMs, maxDirtyBytes: options.writeBack.maxDirtyBytes },
+        backend,
+        memory,
+        stats,
+        post,
+      )
+    }
     const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
-    const readOnly = options.access === 'read-only' || backend.info.readOnly
+    const opened = backend
     serve(pager, async () => {
+      // Write back first: if that fails the region stays fully alive and close() can be retried.
+      await pager.writeBack?.flush()
+      pager.writeBack?.stop()
       pager.stop()
       watcher.stop()
       await pager.idle()
+      memory.close()
       native.uffdUnregister(fd, address, size)
       native.closeFd(fd)
       native.retireMapping(address)
-      await backend!.close()
+      await opened.close()
     })
-    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, backendName: backend.info.name, features: featureNames(uffd.features), userModeOnly: uffd.userModeOnly })
+    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
   } catch (err) {
     if (fd >= 0) native.closeFd(fd)
     if (address !== 0) native.retireMapping(address)
@@ -54,9 +79,16 @@ async function start(): Promise<void> {
   }
 }
 
-function openUffd(): ReturnType<typeof native.uffdOpen> {
+function chooseTracking(wanted: 'auto' | 'sync' | 'async'): 'sync-wp' | 'async-wp' {
+  if (wanted === 'async') {
+    throw new FaultlineError('ERR_UFFD_UNAVAILABLE', 'faultline: writeTracking "async" (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN) is not available in this build yet; use "sync" or "auto"', { option: 'writeTracking' })
+  }
+  return 'sync-wp'
+}
+
+function openUffd(features: number): ReturnType<typeof native.uffdOpen> {
   try {
-    return native.uffdOpen(FEATURE_BITS.THREAD_ID, 'fallback')
+    return native.uffdOpen(features, 'fallback')
   } catch (cause) {
     throw new FaultlineError(
       'ERR_UFFD_UNAVAILABLE',
@@ -78,7 +110,8 @@ function serve(pager: Pager, shutdown: () => Promise<void>): void {
         return
       }
       case 'flush':
-        pager.idle().then(() => reply(), reply)
+        // Read-only regions have nothing to write: their writes are private.
+        ;(pager.writeBack?.flush() ?? Promise.resolve()).then(() => reply(), reply)
         return
       case 'close':
         closing ??= shutdown()
@@ -88,8 +121,8 @@ function serve(pager: Pager, shutdown: () => Promise<void>): void {
             port.close()
           },
           (err: unknown) => {
+            closing = undefined
             reply(err)
-            port.close()
           },
         )
         return

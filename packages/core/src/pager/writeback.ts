@@ -1,0 +1,207 @@
+/**
+ * Write-back: which pages were written, and getting them to the backend
+ * without losing or tearing any.
+ *
+ * The protocol (sync tracking):
+ *   1. write-protect the page,
+ *   2. copy its bytes out (writers now block in a WP fault, so the copy is a
+ *      consistent snapshot),
+ *   3. write the copy to the backend, and only once that is durable forget
+ *      the snapshot.
+ * A write after step 1 faults; the fault handler marks the page dirty again
+ * before it lifts the protection, so the next flush catches it. A page is in
+ * `dirty` (written since its last snapshot) or `flushing` (snapshot in
+ * flight) or both; a failed write puts its pages back into `dirty`.
+ *
+ * With async tracking the kernel lifts protection itself and PAGEMAP_SCAN
+ * reports (and re-protects, atomically) the pages written since the last scan.
+ */
+import { native, constants } from '@faultline/native'
+import type { Backend, PageWrite } from '../backend/contract.js'
+import { FaultlineError } from '../errors.js'
+import type { StatsWriter, WriteTrackingMode } from '../stats.js'
+import type { ViewSet } from '../views.js'
+import { describePages, runs } from './describe.js'
+import { PageSet } from './pageset.js'
+import type { PagerEvent } from './protocol.js'
+
+export interface WriteBackConfig {
+  fd: number
+  address: number
+  size: number
+  pageSize: number
+  mode: Exclude<WriteTrackingMode, 'none'>
+  /** Pages per backend write call. */
+  batchPages: number
+  intervalMs: number | undefined
+  maxDirtyBytes: number | undefined
+  /** Async tracking: returns (and re-protects) the pages written since the last call. */
+  scanWritten?: () => number[]
+}
+
+export class WriteBack {
+  private readonly dirty: PageSet
+  private readonly flushing: PageSet
+  private running: Promise<void> = Promise.resolve()
+  private queued: Promise<void> | undefined
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly config: WriteBackConfig,
+    private readonly backend: Backend,
+    private readonly memory: ViewSet,
+    private readonly stats: StatsWriter,
+    private readonly emit: (event: PagerEvent) => void,
+  ) {
+    const pages = config.size / config.pageSize
+    this.dirty = new PageSet(pages)
+    this.flushing = new PageSet(pages)
+    if (config.intervalMs !== undefined) {
+      this.timer = setInterval(() => this.background(), config.intervalMs)
+    }
+  }
+
+  /** UFFDIO_COPY mode for a page being installed: protected unless this write fault makes it dirty now. */
+  installMode(forWrite: boolean): number {
+    return forWrite && this.config.mode === 'sync-wp' ? 0 : constants.UFFDIO_COPY_MODE_WP
+  }
+
+  /** A page was installed unprotected for a write (sync tracking): it is dirty from the start. */
+  onInstalledForWrite(page: number): void {
+    if (this.config.mode === 'sync-wp') this.markDirty(page)
+  }
+
+  /** A write-protect fault (sync tracking): mark dirty first, then let the writer go. */
+  onWriteFault(page: number): void {
+    this.stats.add('writeFaults')
+    this.markDirty(page)
+    native.uffdWriteProtect(this.config.fd, this.config.address + page * this.config.pageSize, this.config.pageSize, 0)
+  }
+
+  private markDirty(page: number): void {
+    if (this.dirty.add(page)) {
+      if (this.flushing.has(page)) this.inBoth++
+      this.updateDirtyStat()
+    }
+    const limit = this.config.maxDirtyBytes
+    if (limit !== undefined && this.dirty.size * this.config.pageSize >= limit && this.queued === undefined) this.background()
+  }
+
+  /** Pages rewritten while their snapshot is in flight: in both sets, counted once. */
+  private inBoth = 0
+
+  private updateDirtyStat(): void {
+    this.stats.set('dirtyPages', this.dirty.size + this.flushing.size - this.inBoth)
+  }
+
+  /**
+   * Writes back every page written before the call. Flushes run one after
+   * another: a flush asked for while one runs waits for it, then takes its
+   * own snapshot (a page snapshotted by the running flush may have been
+   * written again since).
+   */
+  flush(): Promise<void> {
+    if (this.queued !== undefined) return this.queued
+    const next = this.running.catch(() => undefined).then(() => {
+      this.queued = undefined
+      return this.flushNow()
+    })
+    this.queued = next
+    this.running = next
+    return next
+  }
+
+  private background(): void {
+    this.flush().catch((err: FaultlineError) => {
+      this.emit({ kind: 'event', type: 'writeback-error', pages: [...(err.pages ?? [])], message: err.message })
+    })
+  }
+
+  private async flushNow(): Promise<void> {
+    const started = performance.now()
+    const pages = this.collect()
+    const failed: number[] = []
+    let firstError: unknown
+    for (let i = 0; i < pages.length; i += this.config.batchPages) {
+      const batch = pages.slice(i, i + this.config.batchPages)
+      const writes = this.snapshot(batch)
+      try {
+        await this.backend.write!(writes)
+        this.stats.add('writeRequests')
+        this.stats.add('pagesWritten', batch.length)
+        this.stats.add('bytesWritten', batch.length * this.config.pageSize)
+      } catch (err) {
+        this.stats.add('writeErrors')
+        firstError ??= err
+        failed.push(...batch)
+        for (const p of batch) if (this.dirty.add(p)) this.inBoth++
+      }
+      for (const p of batch) {
+        this.flushing.delete(p)
+        if (this.dirty.has(p)) this.inBoth--
+      }
+      this.updateDirtyStat()
+    }
+    if (failed.length < pages.length && this.backend.sync) {
+      try {
+        await this.backend.sync()
+      } catch (err) {
+        // Not durable: every page of this flush is dirty again.
+        for (const p of pages) this.dirty.add(p)
+        this.updateDirtyStat()
+        this.stats.add('writeErrors')
+        throw new FaultlineError('ERR_BACKEND', `faultline: making ${describePages(pages)} durable in ${this.backend.info.name} failed: ${err instanceof Error ? err.message : String(err)}; they stay dirty`, { pages, cause: err })
+      }
+    }
+    if (failed.length > 0) {
+      const cause = firstError instanceof Error ? firstError.message : String(firstError)
+      throw new FaultlineError('ERR_BACKEND', `faultline: writing ${describePages(failed)} to ${this.backend.info.name} failed: ${cause}; they stay dirty and the next flush retries them`, { pages: failed, cause: firstError })
+    }
+    const ms = performance.now() - started
+    this.stats.add('flushes')
+    this.stats.add('flushMsTotal', ms)
+    this.stats.set('lastFlushMs', ms)
+  }
+
+  /** Moves every written page into `flushing` and returns them, sorted. */
+  private collect(): number[] {
+    const set = new Set<number>()
+    if (this.config.scanWritten) for (const p of this.config.scanWritten()) set.add(p)
+    this.dirty.forEach((p) => set.add(p))
+    const pages = [...set].sort((a, b) => a - b)
+    // Flushes are serialized, so `flushing` is empty here and nothing is in both sets.
+    for (const p of pages) {
+      this.dirty.delete(p)
+      this.flushing.add(p)
+    }
+    this.inBoth = 0
+    this.updateDirtyStat()
+    return pages
+  }
+
+  /** Protects each page (sync tracking; the scan already did it in async) and copies it out. */
+  private snapshot(batch: number[]): PageWrite[] {
+    const { pageSize, fd, address } = this.config
+    if (this.config.mode === 'sync-wp') {
+      for (const [first, count] of runs(batch)) {
+        native.uffdWriteProtect(fd, address + first * pageSize, count * pageSize, constants.UFFDIO_WRITEPROTECT_MODE_WP)
+      }
+    }
+    const staging = new Uint8Array(batch.length * pageSize)
+    return batch.map((index, i) => {
+      const data = staging.subarray(i * pageSize, (i + 1) * pageSize)
+      data.set(this.memory.view(index * pageSize, pageSize))
+      return { index, data }
+    })
+  }
+
+  get dirtyCount(): number {
+    return this.dirty.size + this.flushing.size
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+}
+

@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { openRegion } from '@faultline/core'
+import { sharedPattern } from '../helpers/dataset.js'
+import { tempDir } from '../helpers/tmp.js'
+
+const dir = tempDir()
+const switchable = fileURLToPath(new URL('../fixtures/switchable-backend.mjs', import.meta.url))
+const mode = 'sync' as const
+
+function switchableBackend(size: number) {
+  const store = new SharedArrayBuffer(size)
+  const control = new SharedArrayBuffer(8)
+  return {
+    spec: { type: 'module', module: switchable, options: { store, control } },
+    data: new Uint8Array(store),
+    setDown: (down: boolean) => Atomics.store(new Int32Array(control), 0, down ? 1 : 0),
+    pagesStored: () => Atomics.load(new Int32Array(control), 1),
+  }
+}
+
+describe(`write-back (${mode} write tracking)`, () => {
+  it('flush() writes pages written after a read fault and after a write fault on a missing page', async () => {
+    const data = sharedPattern(1 << 20)
+    const region = await openRegion({ pageSize: 4096, backend: { type: 'memory', data }, writeTracking: mode })
+    try {
+      expect(region.writeTracking).toBe('sync-wp')
+      const v = region.view()
+      expect(v[10]).toBe(data[10]) // read fault: installed write-protected, clean
+      v[10] = 0xaa // first write: a WP fault marks it dirty
+      v[5 * 4096 + 1] = 0xbb // a write to a missing page: fetched, installed, dirty
+      expect(region.stats().dirtyPages).toBe(2)
+      expect(region.stats().writeFaults).toBe(1)
+      expect(data[10]).not.toBe(0xaa)
+      await region.flush()
+      expect(data[10]).toBe(0xaa)
+      expect(data[5 * 4096 + 1]).toBe(0xbb)
+      const s = region.stats()
+      expect(s).toMatchObject({ dirtyPages: 0, pagesWritten: 2, bytesWritten: 2 * 4096, flushes: 1, writeTracking: 'sync-wp' })
+      // the page is protected again: a second write is noticed and flushed
+      v[11] = 0xcc
+      expect(region.stats().dirtyPages).toBe(1)
+      await region.flush()
+      expect(data[11]).toBe(0xcc)
+      expect(region.stats().pagesWritten).toBe(3)
+      // reads never dirty a page
+      void v[3 * 4096]
+      expect(region.stats().dirtyPages).toBe(0)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('the file backend file equals the model after close, and a new region reads it back', async () => {
+    const path = join(dir, 'rw.bin')
+    const size = 4 * 2 ** 20
+    const model = new Uint8Array(size)
+    const region = await openRegion({ size, pageSize: 65536, backend: { type: 'file', path }, writeTracking: mode })
+    const v = region.view()
+    for (let i = 0; i < 500; i++) {
+      const off = (i * 7919 * 13) % size
+      v[off] = model[off] = (i % 255) + 1
+    }
+    await region.close()
+    expect(Buffer.compare(readFileSync(path), Buffer.from(model))).toBe(0)
+    const again = await openRegion({ backend: `file://${path}`, access: 'read-only' })
+    try {
+      expect(Buffer.compare(Buffer.from(again.view().slice()), Buffer.from(model))).toBe(0)
+    } finally {
+      await again.close()
+    }
+  })
+
+  it('a read-only region keeps writes private: the backend never sees them', async () => {
+    const data = sharedPattern(1 << 20)
+    const before = data.slice()
+    const region = await openRegion({ pageSize: 4096, backend: { type: 'memory', data }, access: 'read-only' })
+    try {
+      expect(region.readOnly).toBe(true)
+      expect(region.writeTracking).toBe('none')
+      const v = region.view()
+      v[0] = v[0]! ^ 0xff
+      v[9000] = 1
+      expect(v[9000]).toBe(1)
+      await region.flush()
+      expect(region.stats()).toMatchObject({ dirtyPages: 0, pagesWritten: 0, writeTracking: 'none' })
+    } finally {
+      await region.close()
+    }
+    expect(Buffer.compare(Buffer.from(data), Buffer.from(before))).toBe(0)
+  })
+
+  it('opening a read-only backend read-write fails at open with ERR_READ_ONLY', async () => {
+    const path = join(dir, 'ro.bin')
+    const r = await openRegion({ size: 65536, backend: { type: 'file', path } })
+    await r.close()
+    await expect(openRegion({ backend: { type: 'file', path, readOnly: true }, access: 'read-write' })).rejects.toMatchObject({ code: 'ERR_READ_ONLY', option: 'access' })
+    const ro = await openRegion({ backend: { type: 'file', path, readOnly: true } })
+    expect(ro.readOnly).toBe(true)
+    await ro.close()
+  })
+
+  it('a failing backend write rejects flush with the pages named; they stay dirty; a later flush writes them', async () => {
+    const b = switchableBackend(1 << 20)
+    const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode })
+    try {
+      const v = region.view()
+      v[2 * 4096] = 1
+      v[7 * 4096] = 2
+      b.setDown(true)
+      await expect(region.flush()).rejects.toMatchObject({ code: 'ERR_BACKEND', pages: [2, 7], message: expect.stringMatching(/backend unavailable/) })
+      expect(region.stats()).toMatchObject({ dirtyPages: 2, writeErrors: 1, pagesWritten: 0 })
+      v[7 * 4096 + 1] = 3 // written again while dirty
+      b.setDown(false)
+      await region.flush()
+      expect([b.data[2 * 4096], b.data[7 * 4096], b.data[7 * 4096 + 1]]).toEqual([1, 2, 3])
+      expect(region.stats().dirtyPages).toBe(0)
+    } finally {
+      b.setDown(false)
+      await region.close()
+    }
+  })
+
+  it('close() with a failing backend rejects and leaves the region usable; a retry closes it with nothing lost', async () => {
+    const b = switchableBackend(1 << 20)
+    const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode })
+    const v = region.view()
+    v[100] = 42
+    b.setDown(true)
+    await expect(region.close()).rejects.toMatchObject({ code: 'ERR_BACKEND' })
+    expect(region.closed).toBe(false)
+    expect(v[100]).toBe(42)
+    v[101] = 43
+    b.setDown(false)
+    await region.close()
+    expect([b.data[100], b.data[101]]).toEqual([42, 43])
+    expect(v.length).toBe(0)
+  })
+
+  it('background write-back: an interval and a dirty-bytes threshold flush without being asked', async () => {
+    const b = switchableBackend(1 << 20)
+    const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode, writeBack: { intervalMs: 20 } })
+    try {
+      region.view()[4096 * 3] = 9
+      await waitFor(() => b.data[4096 * 3] === 9)
+      expect(region.stats().flushes).toBeGreaterThan(0)
+    } finally {
+      await region.close()
+    }
+    const b2 = switchableBackend(1 << 20)
+    const region2 = await openRegion({ pageSize: 4096, backend: b2.spec, writeTracking: mode, writeBack: { maxDirtyBytes: 8 * 4096 } })
+    try {
+      const v = region2.view()
+      for (let p = 0; p < 8; p++) v[p * 4096] = p + 1
+      await waitFor(() => b2.pagesStored() >= 8)
+      expect(region2.stats().dirtyPages).toBe(0)
+    } finally {
+      await region2.close()
+    }
+  })
+
+  it('a background write-back failure is reported as an event and the pages stay dirty', async () => {
+    const b = switchableBackend(1 << 20)
+    b.setDown(true)
+    const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode, writeBack: { intervalMs: 20 } })
+    const events: number[][] = []
+    region.on('writeback-error', (e) => events.push(e.pages))
+    region.view()[0] = 5
+    await waitFor(() => events.length > 0)
+    expect(events[0]).toEqual([0])
+    expect(region.stats().dirtyPages).toBe(1)
+    b.setDown(false)
+    await region.close()
+    expect(b.data[0]).toBe(5)
+  })
+})
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
