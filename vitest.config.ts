@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/setup/global.ts'],
     // userfaultfd regions, worker threads and native handles: one process per
     // file keeps a hang or a signal in one suite from taking down the others.
     pool: 'forks',
