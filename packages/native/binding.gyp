@@ -8,7 +8,8 @@
         "src/uffd.cc",
         "src/mapping.cc",
         "src/poller.cc",
-        "src/files.cc"
+        "src/files.cc",
+        "src/pagemap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -1,6 +1,7 @@
 // Entry point of the faultline addon. Context-aware (Node-API modules always
 // are): each thread that loads it gets its own exports; the only process-wide
-// state is the mapping registry in mapping.cc (plain C++, mutex-protected).
+// state is the mapping registry in mapping.cc and the /proc/self/pagemap
+// descriptor in pagemap.cc (plain C++, mutex-protected).
 #include <errno.h>
 #include <sys/mman.h>
 
@@ -70,6 +71,20 @@ void SetConstants(Napi::Env env, Napi::Object exports) {
   set("UFFDIO_CONTINUE", UFFDIO_CONTINUE);
   set("UFFDIO_POISON", UFFDIO_POISON);
   set("USERFAULTFD_IOC_NEW", USERFAULTFD_IOC_NEW);
+  set("PAGEMAP_SCAN", PAGEMAP_SCAN);
+
+  // PAGEMAP_SCAN flags and page categories (include/uapi/linux/fs.h).
+  set("PM_SCAN_WP_MATCHING", PM_SCAN_WP_MATCHING);
+  set("PM_SCAN_CHECK_WPASYNC", PM_SCAN_CHECK_WPASYNC);
+  set("PAGE_IS_WPALLOWED", PAGE_IS_WPALLOWED);
+  set("PAGE_IS_WRITTEN", PAGE_IS_WRITTEN);
+  set("PAGE_IS_FILE", PAGE_IS_FILE);
+  set("PAGE_IS_PRESENT", PAGE_IS_PRESENT);
+  set("PAGE_IS_SWAPPED", PAGE_IS_SWAPPED);
+  set("PAGE_IS_PFNZERO", PAGE_IS_PFNZERO);
+  set("PAGE_IS_HUGE", PAGE_IS_HUGE);
+  set("PAGE_IS_SOFT_DIRTY", PAGE_IS_SOFT_DIRTY);
+  set("PAGE_IS_GUARD", PAGE_IS_GUARD);
 
   set("MADV_DONTNEED", MADV_DONTNEED);
   set("MADV_FREE", MADV_FREE);
@@ -89,6 +104,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitMapping(env, exports);
   InitPoller(env, exports);
   InitFiles(env, exports);
+  InitPagemap(env, exports);
   SetConstants(env, exports);
   return exports;
 }

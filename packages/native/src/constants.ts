@@ -1,5 +1,6 @@
 /**
- * userfaultfd constants from the kernel's uapi (include/uapi/linux/userfaultfd.h).
+ * userfaultfd constants from the kernel's uapi (include/uapi/linux/userfaultfd.h),
+ * plus the PAGEMAP_SCAN flags and categories (include/uapi/linux/fs.h).
  * The system headers here are 6.1; values added later are defined by hand in
  * the C++ too, and a test checks the two sets agree with the addon's export.
  */
@@ -76,5 +77,20 @@ export const constants = {
   MADV_POPULATE_WRITE: 23,
   EEXIST: 17,
   EAGAIN: 11,
+  /** PAGEMAP_SCAN flag: write-protect the pages that match (needs a WP_ASYNC registration to take effect). */
+  PM_SCAN_WP_MATCHING: 1 << 0,
+  /** PAGEMAP_SCAN flag: fail with EPERM unless every VMA in the range is registered WP with WP_ASYNC. */
+  PM_SCAN_CHECK_WPASYNC: 1 << 1,
+  /** Page categories of PAGEMAP_SCAN (include/uapi/linux/fs.h); 6.18 rejects bit 9 and above with EINVAL. */
+  PAGE_IS_WPALLOWED: 1 << 0,
+  /** Not write-protected: written since the last re-protect, or an unprotected hole/page. */
+  PAGE_IS_WRITTEN: 1 << 1,
+  PAGE_IS_FILE: 1 << 2,
+  PAGE_IS_PRESENT: 1 << 3,
+  PAGE_IS_SWAPPED: 1 << 4,
+  PAGE_IS_PFNZERO: 1 << 5,
+  PAGE_IS_HUGE: 1 << 6,
+  PAGE_IS_SOFT_DIRTY: 1 << 7,
+  PAGE_IS_GUARD: 1 << 8,
   SYSTEM_PAGE_SIZE: addonConstants.SYSTEM_PAGE_SIZE,
 } as const

@@ -55,5 +55,6 @@ void InitUffd(Napi::Env env, Napi::Object exports);
 void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFiles(Napi::Env env, Napi::Object exports);
+void InitPagemap(Napi::Env env, Napi::Object exports);
 
 }  // namespace faultline

@@ -147,6 +147,53 @@ export interface NativeAddon {
    */
   watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void): { stop(): void }
 
+  /**
+   * ioctl(PAGEMAP_SCAN) on /proc/self/pagemap (opened once per process, O_RDONLY|O_CLOEXEC, kept open).
+   * Writes up to out.length/3 regions as [start, end, categories] triples into `out`.
+   * Returns the number of regions written, and sets walkEnd[0] to the address where the walk stopped
+   * (== address+length when complete; less when `out` or maxPages ran out: call again from there).
+   *
+   * - `address`/`length`: page-aligned, length > 0 (else RangeError, before the ioctl).
+   * - `flags`: `PM_SCAN_WP_MATCHING` (write-protect every page that matches; only
+   *   VMAs registered WP on a `WP_ASYNC` uffd are affected) and/or
+   *   `PM_SCAN_CHECK_WPASYNC` (EPERM unless every VMA in the range is such a registration).
+   * - A page matches when `(categories ^ categoryInverted) & categoryMask` equals
+   *   `categoryMask` (all required), and, when `categoryAnyofMask` is non-zero, when
+   *   it also has one of those bits. Reported categories are ANDed with `returnMask`;
+   *   adjacent matching pages with equal reported categories merge into one region.
+   * - `maxPages`: stop after this many matching pages (walkEnd is then the next
+   *   matching page); 0 = unlimited.
+   * - `out.length < 3` passes no output vector at all: nothing is reported and
+   *   maxPages is ignored; with WP_MATCHING the range is protected (an "arm" call;
+   *   in the 6.18 source, the no-output path protects every entry of a populated page table
+   *   whatever the masks).
+   * - The binding issues one ioctl per 512 regions and resumes from each one's
+   *   walk_end: when a single ioctl returns more regions than the kernel's internal
+   *   bounce buffer (512 on x86_64) and completes, 6.18 reports a stale walk_end
+   *   short of the end, so resuming would report up to 512 regions twice. If a
+   *   later one of those ioctls fails, pages reported by the earlier ones are lost
+   *   to the caller (with WP_MATCHING they were already re-protected).
+   *
+   * Categories are the `PAGE_IS_*` bits of `constants`. Unknown flag or category
+   * bits fail with EINVAL. Failures throw a {@link NativeError}
+   * with `syscall: 'ioctl(PAGEMAP_SCAN)'` (or `'open(/proc/self/pagemap)'`).
+   * The scan walks page tables only: it never faults on the range, so it is safe on
+   * missing pages of a MISSING registration. Note that with WP_MATCHING it
+   * installs uffd-wp markers on holes that match (see docs/experiments/wp-async.md).
+   */
+  pagemapScan(
+    address: number,
+    length: number,
+    flags: number,
+    categoryMask: number,
+    categoryAnyofMask: number,
+    categoryInverted: number,
+    returnMask: number,
+    maxPages: number,
+    out: Float64Array,
+    walkEnd: Float64Array,
+  ): number
+
   /** lseek(fd, offset, SEEK_DATA|SEEK_HOLE); returns -1 for ENXIO (no more data). */
   seekData(fd: number, offset: number): number
   seekHole(fd: number, offset: number): number

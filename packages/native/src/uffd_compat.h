@@ -84,7 +84,7 @@ static_assert(sizeof(fl_uffdio_poison) == 32, "uffdio_poison is 32 bytes");
 #endif
 
 // --- PAGEMAP_SCAN (6.7, include/uapi/linux/fs.h) -----------------------------
-// Not exposed to JS yet (write-back tracking with WP_ASYNC comes later).
+// Exposed to JS as pagemapScan() (pagemap.cc).
 struct fl_page_region {
   __u64 start;
   __u64 end;
