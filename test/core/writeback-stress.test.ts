@@ -17,7 +17,7 @@ const SIZE = 256 * 2 ** 20
 // 40k writes per thread keeps the test near 15 s.
 const WRITES_PER_WORKER = 40_000
 
-describe.each(['sync'] as const)('write-back under concurrent writers (%s tracking)', (mode) => {
+describe.each(['sync', 'async'] as const)('write-back under concurrent writers (%s tracking)', (mode) => {
   it('two threads write random words while flush() loops; a new process sees exactly the model', async () => {
     const path = join(dir, `stress-${mode}.bin`)
     // No fdatasync per flush: this test is about consistency, not crash durability.

@@ -59,8 +59,9 @@ export interface WriteBackOptions {
   /** Flush dirty pages every this many milliseconds. Default: no periodic flush. */
   intervalMs?: number
   /**
-   * Start a flush when this many bytes are dirty (checked as writes are
-   * noticed; in `async` tracking, at each interval). Default: no threshold.
+   * Start a flush when this many bytes are dirty. Checked as writes fault,
+   * so it applies to `sync` tracking only: `async` tracking learns of writes
+   * when it scans (use `intervalMs`). Default: no threshold.
    */
   maxDirtyBytes?: number
 }

@@ -12,6 +12,7 @@ import { resolveGeometry } from '../options.js'
 import { StatsWriter } from '../stats.js'
 import { Pager } from './pager.js'
 import { WriteBack } from './writeback.js'
+import { makeWrittenScanner } from './scan.js'
 import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 
@@ -37,7 +38,10 @@ async function start(): Promise<void> {
     }
     const { size, dataSize } = resolveGeometry(options.size, backend.info.size, options.pageSize)
     const tracking = readOnly ? 'none' : chooseTracking(options.writeTracking)
-    const features = FEATURE_BITS.THREAD_ID | (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP)
+    const features =
+      FEATURE_BITS.THREAD_ID |
+      (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
+      (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0)
     const uffd = openUffd(features)
     fd = uffd.fd
     address = native.mapAnonymous(size)
@@ -47,7 +51,7 @@ async function start(): Promise<void> {
     const memory = new ViewSet(address, size, 'pager')
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
-        { fd, address, size, pageSize: options.pageSize, mode: tracking, batchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? 64), intervalMs: options.writeBack.intervalMs, maxDirtyBytes: options.writeBack.maxDirtyBytes },
+        { fd, address, size, pageSize: options.pageSize, mode: tracking, batchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? 64), intervalMs: options.writeBack.intervalMs, maxDirtyBytes: options.writeBack.maxDirtyBytes, scanWritten: tracking === 'async-wp' ? makeWrittenScanner(address, size, options.pageSize) : undefined },
         backend,
         memory,
         stats,
@@ -80,8 +84,11 @@ async function start(): Promise<void> {
 }
 
 function chooseTracking(wanted: 'auto' | 'sync' | 'async'): 'sync-wp' | 'async-wp' {
+  if (wanted === 'sync') return 'sync-wp'
+  const offered = (native.probe().features & FEATURE_BITS.WP_ASYNC) !== 0
+  if (offered) return 'async-wp'
   if (wanted === 'async') {
-    throw new FaultlineError('ERR_UFFD_UNAVAILABLE', 'faultline: writeTracking "async" (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN) is not available in this build yet; use "sync" or "auto"', { option: 'writeTracking' })
+    throw new FaultlineError('ERR_UFFD_UNAVAILABLE', 'faultline: writeTracking "async" needs UFFD_FEATURE_WP_ASYNC (Linux 6.7+), which this kernel does not offer; use "sync" or "auto"', { option: 'writeTracking' })
   }
   return 'sync-wp'
 }

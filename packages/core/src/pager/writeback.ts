@@ -36,7 +36,7 @@ export interface WriteBackConfig {
   intervalMs: number | undefined
   maxDirtyBytes: number | undefined
   /** Async tracking: returns (and re-protects) the pages written since the last call. */
-  scanWritten?: () => number[]
+  scanWritten?: (() => number[]) | undefined
 }
 
 export class WriteBack {
@@ -61,14 +61,22 @@ export class WriteBack {
     }
   }
 
-  /** UFFDIO_COPY mode for a page being installed: protected unless this write fault makes it dirty now. */
+  /**
+   * UFFDIO_COPY mode for a page being installed: protected, unless a thread
+   * is waiting to write it — then it is dirty at once and a protected install
+   * would only cost a second fault (sync) or a silent unprotect (async).
+   */
   installMode(forWrite: boolean): number {
-    return forWrite && this.config.mode === 'sync-wp' ? 0 : constants.UFFDIO_COPY_MODE_WP
+    return forWrite ? 0 : constants.UFFDIO_COPY_MODE_WP
   }
 
-  /** A page was installed unprotected for a write (sync tracking): it is dirty from the start. */
+  /**
+   * A page is being installed unprotected for a write: dirty from the start.
+   * (In async tracking the scan would report it too; marking it keeps
+   * dirtyPages right before the next scan.)
+   */
   onInstalledForWrite(page: number): void {
-    if (this.config.mode === 'sync-wp') this.markDirty(page)
+    this.markDirty(page)
   }
 
   /** A write-protect fault (sync tracking): mark dirty first, then let the writer go. */
