@@ -53,6 +53,18 @@ export interface RegionOptions {
   writeTracking?: 'auto' | 'sync' | 'async'
   /** Background write-back of dirty pages; `close()` and `flush()` always write back. */
   writeBack?: WriteBackOptions
+  /**
+   * Sequential readahead: when misses follow each other, pages ahead of the
+   * reader are fetched in windows that double up to `maxBytes`, merged into
+   * large backend requests. Random access fetches nothing extra. `false`
+   * turns it off. Default `{ maxBytes: 8 MiB }`.
+   */
+  readahead?: false | ReadaheadOptions
+}
+
+export interface ReadaheadOptions {
+  /** The largest window fetched ahead of a sequential reader, in bytes. Default 8 MiB. */
+  maxBytes?: number
 }
 
 export interface WriteBackOptions {
@@ -76,6 +88,8 @@ export interface NormalizedOptions {
   maxBatchPages: number
   writeTracking: 'auto' | 'sync' | 'async'
   writeBack: { intervalMs: number | undefined; maxDirtyBytes: number | undefined }
+  /** Largest readahead window in bytes; 0 when off. */
+  readaheadBytes: number
 }
 
 export const DEFAULT_PAGE_SIZE = 65536
@@ -92,7 +106,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
@@ -138,7 +152,34 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('writeTracking', `must be "auto", "sync" or "async" (got ${describe(o.writeTracking)})`)
   }
 
-  return { size, pageSize, backend, access: access as NormalizedOptions['access'], fetchTimeoutMs, maxBatchPages, writeTracking, writeBack: normalizeWriteBack(o.writeBack) }
+  return {
+    size,
+    pageSize,
+    backend,
+    access: access as NormalizedOptions['access'],
+    fetchTimeoutMs,
+    maxBatchPages,
+    writeTracking,
+    writeBack: normalizeWriteBack(o.writeBack),
+    readaheadBytes: normalizeReadahead(o.readahead),
+  }
+}
+
+export const DEFAULT_READAHEAD_BYTES = 8 * 2 ** 20
+
+function normalizeReadahead(value: unknown): number {
+  if (value === undefined) return DEFAULT_READAHEAD_BYTES
+  if (value === false) return 0
+  if (value === null || typeof value !== 'object') throw invalidOption('readahead', `must be false or an object like { maxBytes } (got ${describe(value)})`)
+  const r = value as Record<string, unknown>
+  for (const key of Object.keys(r)) {
+    if (key !== 'maxBytes') throw invalidOption(`readahead.${key}`, 'is not a readahead option (known: maxBytes)')
+  }
+  if (r.maxBytes === undefined) return DEFAULT_READAHEAD_BYTES
+  if (typeof r.maxBytes !== 'number' || !Number.isSafeInteger(r.maxBytes) || r.maxBytes < 0) {
+    throw invalidOption('readahead.maxBytes', `must be a whole number of bytes ≥ 0 (got ${describe(r.maxBytes)})`)
+  }
+  return r.maxBytes
 }
 
 function normalizeWriteBack(value: unknown): NormalizedOptions['writeBack'] {

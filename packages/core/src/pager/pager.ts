@@ -14,6 +14,7 @@ import { describePages } from './describe.js'
 import { PageSet } from './pageset.js'
 import type { PagerEvent } from './protocol.js'
 import type { WriteBack } from './writeback.js'
+import { SequentialReadahead, type ReadaheadPlan } from './readahead.js'
 
 export interface PagerConfig {
   fd: number
@@ -22,6 +23,8 @@ export interface PagerConfig {
   pageSize: number
   maxBatchPages: number
   fetchTimeoutMs: number
+  /** Most pages fetched ahead of a sequential reader; 0 turns readahead off. */
+  readaheadPages: number
 }
 
 interface Waiter {
@@ -52,6 +55,10 @@ export class Pager {
   private readonly zeroPage: Uint8Array
   /** Set for read-write regions: tracks written pages and writes them back. */
   writeBack: WriteBack | undefined
+  private readonly readahead: SequentialReadahead | undefined
+  /** Readahead markers fetched but not installed: installing one on its fault starts the next window. */
+  private readonly held = new Map<number, Uint8Array | undefined>()
+  private readonly markers = new Set<number>()
 
   constructor(
     private readonly config: PagerConfig,
@@ -62,6 +69,9 @@ export class Pager {
     this.pageCount = config.size / config.pageSize
     this.resident = new PageSet(this.pageCount)
     this.zeroPage = new Uint8Array(config.pageSize)
+    if (config.readaheadPages > 0) {
+      this.readahead = new SequentialReadahead(Math.min(4, config.readaheadPages), config.readaheadPages, this.pageCount)
+    }
   }
 
   /** Called by the uffd watcher with decoded messages: [event, flags, address, arg] × count. */
@@ -92,6 +102,15 @@ export class Pager {
 
   private onFault(page: number, now: number, write: boolean): void {
     this.stats.add('faults')
+    if (this.held.has(page)) {
+      // The reader reached a readahead marker: its bytes are here already.
+      const data = this.held.get(page)
+      this.held.delete(page)
+      this.inflight.set(page, { faultTimes: [now], prefetch: true, write })
+      this.install(page, data)
+      this.readAhead(this.readahead?.onMarker(page))
+      return
+    }
     const waiter = this.inflight.get(page)
     if (waiter !== undefined) {
       this.stats.add('duplicateFaults')
@@ -116,6 +135,18 @@ export class Pager {
     }
     this.inflight.set(page, { faultTimes: [now], prefetch: false, write })
     this.queue.push(page)
+    this.readAhead(this.readahead?.onMiss(page))
+  }
+
+  /** Queues a readahead window with the faults of this burst, so neighbours share requests. */
+  private readAhead(plan: ReadaheadPlan | undefined): void {
+    if (plan === undefined) return
+    for (let p = plan.first; p < plan.first + plan.count; p++) {
+      if (this.resident.has(p) || this.inflight.has(p) || this.held.has(p)) continue
+      this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
+      this.queue.push(p)
+    }
+    if (plan.marker >= 0 && this.inflight.get(plan.marker)?.faultTimes.length === 0) this.markers.add(plan.marker)
   }
 
   /** Fetches and installs pages [first, last] that are not resident, without anyone faulting. */
@@ -124,6 +155,13 @@ export class Pager {
     const pending: Array<Promise<void>> = []
     for (let p = first; p <= last; p++) {
       if (this.resident.has(p)) continue
+      if (this.held.has(p)) {
+        const data = this.held.get(p)
+        this.held.delete(p)
+        this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
+        this.install(p, data)
+        continue
+      }
       const waiter = this.inflight.get(p)
       if (waiter !== undefined) {
         pending.push(this.whenSettled(p))
@@ -233,6 +271,22 @@ export class Pager {
   }
 
   private install(page: number, data: Uint8Array | undefined): void {
+    const waiter = this.inflight.get(page)
+    const faulted = (waiter?.faultTimes.length ?? 0) > 0
+    if (this.markers.delete(page)) {
+      if (!faulted) {
+        // Keep a copy: the backend may reuse its buffer after the next call.
+        this.held.set(page, data?.slice())
+        this.inflight.delete(page)
+        this.settle(page)
+        return
+      }
+      // The reader got here before the window arrived: keep the stream going.
+      queueMicrotask(() => {
+        this.readAhead(this.readahead?.onMarker(page))
+        this.schedule()
+      })
+    }
     // Count first: the fill wakes the faulting threads, and one of them may
     // read stats() before this thread gets to run again.
     if (data === undefined) this.stats.add('zeroPages')
@@ -241,7 +295,6 @@ export class Pager {
       this.stats.add('bytesFetched', data.byteLength)
     }
     if (!this.resident.has(page)) this.stats.add('residentPages')
-    const waiter = this.inflight.get(page)
     if (waiter !== undefined) {
       if (waiter.prefetch && waiter.faultTimes.length === 0) this.stats.add('prefetchedPages')
       const now = performance.now()
@@ -249,7 +302,10 @@ export class Pager {
     }
     const forWrite = waiter?.write ?? false
     if (forWrite) this.writeBack?.onInstalledForWrite(page)
-    this.fill(this.pageAddress(page), data, this.writeBack?.installMode(forWrite) ?? 0)
+    // Nobody waits for a page fetched ahead: skip the wake-up. (A fault still
+    // unread in the queue is answered with UFFDIO_WAKE when it is read.)
+    const dontWake = faulted ? 0 : constants.UFFDIO_COPY_MODE_DONTWAKE
+    this.fill(this.pageAddress(page), data, (this.writeBack?.installMode(forWrite) ?? 0) | dontWake)
     this.resident.add(page)
     this.inflight.delete(page)
     this.settle(page)
@@ -263,14 +319,14 @@ export class Pager {
   private fill(address: number, data: Uint8Array | undefined, mode: number): void {
     const { fd, pageSize } = this.config
     // ZEROPAGE has no write-protect mode: a protected zero page is a copy of zeros.
-    if (data === undefined && mode !== 0) data = this.zeroPage
+    if (data === undefined && (mode & constants.UFFDIO_COPY_MODE_WP) !== 0) data = this.zeroPage
     const sysPage = constants.SYSTEM_PAGE_SIZE
     let done = 0
     let spins = 0
     while (done < pageSize) {
       const r =
         data === undefined
-          ? native.uffdZeropage(fd, address + done, pageSize - done, 0)
+          ? native.uffdZeropage(fd, address + done, pageSize - done, mode & constants.UFFDIO_ZEROPAGE_MODE_DONTWAKE)
           : native.uffdCopy(fd, address + done, data, done, pageSize - done, mode)
       if (r > 0) {
         done += r

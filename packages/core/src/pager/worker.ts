@@ -47,7 +47,7 @@ async function start(): Promise<void> {
     address = native.mapAnonymous(size)
     native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
-    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: options.maxBatchPages, fetchTimeoutMs: options.fetchTimeoutMs }, backend, stats, post)
+    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: Math.floor(options.readaheadBytes / options.pageSize) }, backend, stats, post)
     const memory = new ViewSet(address, size, 'pager')
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(

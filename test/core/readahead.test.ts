@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest'
+import { openRegion } from '@faultline/core'
+import { checkPattern } from '@faultline/core/pattern'
+import { sharedPattern } from '../helpers/dataset.js'
+
+const PAGE = 65536
+const SIZE = 64 * 2 ** 20
+const PAGES = SIZE / PAGE
+
+async function settle(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 50))
+}
+
+describe('readahead', () => {
+  it('installs pages ahead of a sequential reader, in few requests, with correct bytes', async () => {
+    const region = await openRegion({ pageSize: PAGE, backend: { type: 'memory', data: sharedPattern(SIZE) } })
+    try {
+      const v = region.view()
+      for (let p = 0; p < 8; p++) expect(checkPattern(v.subarray(p * PAGE, p * PAGE + 64), p * PAGE)).toBe(-1)
+      await settle()
+      // the reader touched 8 pages; more than that are installed
+      const ahead = region.stats()
+      expect(ahead.residentPages).toBeGreaterThan(8)
+      expect(ahead.prefetchedPages).toBeGreaterThan(0)
+      for (let p = 8; p < PAGES; p++) expect(checkPattern(v.subarray(p * PAGE, (p + 1) * PAGE), p * PAGE)).toBe(-1)
+      const s = region.stats()
+      expect(s.pagesFetched).toBe(PAGES)
+      expect(s.faults).toBeLessThan(PAGES / 4)
+      expect(s.fetchRequests).toBeLessThan(PAGES / 4)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('fetches nothing extra for a random reader', async () => {
+    const region = await openRegion({ pageSize: PAGE, backend: { type: 'memory', data: sharedPattern(SIZE) } })
+    try {
+      const v = region.view()
+      const touched = new Set<number>()
+      let seed = 42
+      while (touched.size < 100) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+        const p = 1 + (seed % (PAGES - 1)) // page 0 starts a stream by design
+        if (touched.has(p) || touched.has(p - 1) || touched.has(p + 1)) continue
+        touched.add(p)
+        expect(checkPattern(v.subarray(p * PAGE, p * PAGE + 64), p * PAGE)).toBe(-1)
+      }
+      await settle()
+      const s = region.stats()
+      expect(s.pagesFetched).toBe(100)
+      expect(s.prefetchedPages).toBe(0)
+      expect(s.residentPages).toBe(100)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('can be turned off: one fault per page', async () => {
+    const region = await openRegion({ pageSize: PAGE, readahead: false, backend: { type: 'memory', data: sharedPattern(SIZE) } })
+    try {
+      const v = region.view()
+      for (let p = 0; p < 64; p++) void v[p * PAGE]
+      const s = region.stats()
+      expect(s.faults).toBe(64)
+      expect(s.residentPages).toBe(64)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('rejects a bad readahead option, naming it', async () => {
+    await expect(openRegion({ size: PAGE, backend: 'memory:', readahead: { maxBytes: -1 } })).rejects.toMatchObject({ option: 'readahead.maxBytes' })
+    await expect(openRegion({ size: PAGE, backend: 'memory:', readahead: true as never })).rejects.toMatchObject({ option: 'readahead' })
+  })
+})
