@@ -1,0 +1,251 @@
+// `pnpm bench`: faultline against its baselines, measured in the same run.
+// Builds the C kernel floor (bench/floor.c), runs every scenario, prints a
+// table with ratios and writes .bench/results.json. See docs/benchmarks.md.
+import { execFileSync } from 'node:child_process'
+import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync, readSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { openRegion } from '@faultline/core'
+import { fillPattern } from '@faultline/core/pattern'
+import { builtinBackends } from '@faultline/backends'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const out = join(root, '.bench')
+mkdirSync(out, { recursive: true })
+const floorBin = join(out, 'floor')
+execFileSync('cc', ['-O2', '-pthread', '-o', floorBin, join(root, 'bench', 'floor.c')], { stdio: 'inherit' })
+const runFloor = (args) => JSON.parse(execFileSync(floorBin, args.map(String), { encoding: 'utf8' }))
+/** Best of two runs: on a VM the first touch of guest memory the host has not backed yet costs extra. */
+const floor = (...args) => {
+  const a = runFloor(args)
+  const b = runFloor(args)
+  return (b.gbps ?? 0) > (a.gbps ?? 0) ? b : a
+}
+// Warm-up: have the host back a gigabyte of guest memory before anything is measured.
+runFloor(['anon', 2 ** 30])
+
+const quick = process.argv.includes('--quick')
+const SEQ_BYTES = (quick ? 64 : 256) * 2 ** 20
+const RANDOM_TOUCHES = quick ? 1000 : 5000
+const dir = mkdtempSync(join(tmpdir(), 'faultline-bench-'))
+const rows = []
+const row = (scenario, subject, m, base) => {
+  const r = { scenario, subject, ...m }
+  if (base !== undefined) {
+    if (m.gbps !== undefined && base.gbps) r.ratio = m.gbps / base.gbps
+    else if (m.p50_us !== undefined && base.p50_us) r.ratio = base.p50_us / m.p50_us
+  }
+  rows.push(r)
+  return r
+}
+const percentile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+const summarize = (lat, ms, bytes) => {
+  lat.sort((a, b) => a - b)
+  return { ms, gbps: bytes / ms / 1e6, p50_us: percentile(lat, 0.5), p99_us: percentile(lat, 0.99) }
+}
+
+function patternFile(bytes) {
+  const path = join(dir, `data-${bytes}.bin`)
+  const buf = Buffer.alloc(bytes)
+  fillPattern(buf, 0)
+  writeFileSync(path, buf)
+  return { path, buf }
+}
+
+/** Touches one byte per `stride` in `order`, timing each touch from the app's side. */
+function touch(view, offsets) {
+  const lat = new Float64Array(offsets.length)
+  let sink = 0
+  const t0 = performance.now()
+  for (let i = 0; i < offsets.length; i++) {
+    const a = performance.now()
+    sink += view[offsets[i]]
+    lat[i] = (performance.now() - a) * 1000
+  }
+  const ms = performance.now() - t0
+  if (sink === -1) console.log(sink)
+  return { lat: Array.from(lat), ms }
+}
+
+function randomPages(pages, count, seed = 7) {
+  const chosen = new Set()
+  let s = seed
+  while (chosen.size < Math.min(count, pages)) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0
+    chosen.add(s % pages)
+  }
+  return [...chosen]
+}
+
+function zipfPages(pages, count, skew = 0.99, seed = 11) {
+  const cdf = new Float64Array(pages)
+  let sum = 0
+  for (let i = 0; i < pages; i++) cdf[i] = sum += 1 / (i + 1) ** skew
+  let s = seed
+  const out = []
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0
+    const u = (s / 2 ** 32) * sum
+    let lo = 0, hi = pages - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (cdf[mid] < u) lo = mid + 1
+      else hi = mid
+    }
+    out.push((Math.imul(lo, 2654435761) >>> 0) % pages) // scatter hot pages
+  }
+  return out
+}
+
+async function withRegion(options, fn) {
+  const region = await openRegion(options)
+  try {
+    return await fn(region)
+  } finally {
+    await region.close()
+  }
+}
+
+// ---- sequential scan, 64 KiB pages ------------------------------------------------
+{
+  const page = 65536
+  const { path, buf } = patternFile(SEQ_BYTES)
+  const offsets = Array.from({ length: SEQ_BYTES / 4096 }, (_, i) => i * 4096)
+  const fl = row('seq scan 64K', 'kernel floor (fault per page)', floor('fault', SEQ_BYTES, page, 'seq', SEQ_BYTES / page))
+  const copy = row('seq scan 64K', 'kernel floor (UFFDIO_COPY, no faults)', floor('copy', SEQ_BYTES, page), fl)
+  row('seq scan 64K', 'kernel: first touch of anonymous memory', floor('anon', SEQ_BYTES), fl)
+  row('seq scan 64K', 'kernel mmap of the file (warm cache)', floor('mmap', path, 'seq', SEQ_BYTES / 4096), fl)
+  for (const [name, backend] of [
+    ['memory', { type: 'memory', data: new Uint8Array(new SharedArrayBuffer(SEQ_BYTES)).fill(1) }],
+    ['file', { type: 'file', path, readOnly: true }],
+  ]) {
+    for (const readahead of [false, undefined]) {
+      await withRegion({ backend, pageSize: page, readahead }, (region) => {
+        const { lat, ms } = touch(region.view(), offsets)
+        const r = row('seq scan 64K', `faultline ${name}${readahead === false ? ' (no readahead)' : ''}`, summarize(lat, ms, SEQ_BYTES), fl)
+        r.vs_copy = r.gbps / copy.gbps
+        r.faults = region.stats().faults
+      })
+    }
+  }
+  // explicit code: read the file with the fs API
+  const fd = openSync(path, 'r')
+  const chunk = Buffer.alloc(page)
+  let t0 = performance.now()
+  for (let off = 0; off < SEQ_BYTES; off += page) readSync(fd, chunk, 0, page, off)
+  row('seq scan 64K', 'explicit: fs.readSync per 64K page (reused buffer)', { ms: performance.now() - t0, gbps: SEQ_BYTES / (performance.now() - t0) / 1e6 }, fl)
+  closeSync(fd)
+  const fileBackend = await builtinBackends.file({ type: 'file', path, readOnly: true }, { pageSize: page, size: SEQ_BYTES, readOnly: true })
+  t0 = performance.now()
+  for (let p = 0; p < SEQ_BYTES / page; p++) await fileBackend.read([p])
+  let ms = performance.now() - t0
+  row('seq scan 64K', 'explicit: backend.read, one await per page', { ms, gbps: SEQ_BYTES / ms / 1e6 }, fl)
+  t0 = performance.now()
+  for (let p = 0; p < SEQ_BYTES / page; p += 64) await fileBackend.read(Array.from({ length: 64 }, (_, i) => p + i))
+  ms = performance.now() - t0
+  row('seq scan 64K', 'explicit: backend.read, 64-page batches', { ms, gbps: SEQ_BYTES / ms / 1e6 }, fl)
+  await fileBackend.close()
+  void buf
+}
+
+// ---- random 4 KiB faults -----------------------------------------------------------
+{
+  const bytes = 64 * 2 ** 20
+  const { path } = patternFile(bytes)
+  const pages = randomPages(bytes / 4096, RANDOM_TOUCHES)
+  const fl = row('random 4K', 'kernel floor (fault per page)', floor('fault', bytes, 4096, 'random', RANDOM_TOUCHES))
+  row('random 4K', 'kernel mmap of the file (warm cache)', floor('mmap', path, 'random', RANDOM_TOUCHES), fl)
+  for (const [name, backend] of [
+    ['memory', { type: 'memory', data: new Uint8Array(new SharedArrayBuffer(bytes)).fill(1) }],
+    ['file', { type: 'file', path, readOnly: true }],
+  ]) {
+    await withRegion({ backend, pageSize: 4096 }, (region) => {
+      const { lat, ms } = touch(region.view(), pages.map((p) => p * 4096))
+      row('random 4K', `faultline ${name}`, summarize(lat, ms, pages.length * 4096), fl)
+    })
+  }
+}
+
+// ---- zipfian 4 KiB reads -----------------------------------------------------------
+{
+  const bytes = 64 * 2 ** 20
+  const touches = zipfPages(bytes / 4096, RANDOM_TOUCHES * 4)
+  const fl = row('zipf 4K', 'kernel floor (random fault per page)', floor('fault', bytes, 4096, 'random', RANDOM_TOUCHES))
+  await withRegion({ backend: { type: 'memory', data: new Uint8Array(new SharedArrayBuffer(bytes)).fill(1) }, pageSize: 4096 }, (region) => {
+    const { lat, ms } = touch(region.view(), touches.map((p) => p * 4096))
+    const s = region.stats()
+    const r = row('zipf 4K', 'faultline memory (touch-side, hits included)', summarize(lat, ms, touches.length * 4096))
+    r.hit_rate = 1 - s.faults / touches.length
+    r.fault_p50_us = s.faultLatencyUs.p50
+    void fl
+  })
+}
+
+// ---- random writes + flush ---------------------------------------------------------
+{
+  const bytes = 64 * 2 ** 20
+  const pages = randomPages(bytes / 4096, RANDOM_TOUCHES)
+  const plain = new Uint8Array(new ArrayBuffer(bytes))
+  for (let i = 0; i < bytes; i += 4096) plain[i] = 1 // resident, like the region's pages below
+  const base = (() => {
+    const { lat, ms } = touchWrite(plain, pages)
+    return row('first write 4K', 'unregistered buffer', summarize(lat, ms, pages.length * 4096))
+  })()
+  for (const mode of ['sync', 'async']) {
+    const path = join(dir, `w-${mode}.bin`)
+    await withRegion({ size: bytes, pageSize: 4096, backend: { type: 'file', path }, writeTracking: mode }, async (region) => {
+      await region.prefetch(0, bytes) // resident and clean: what is measured is the first write
+      const { lat, ms } = touchWrite(region.view(), pages)
+      const r = row('first write 4K', `faultline ${mode} WP`, summarize(lat, ms, pages.length * 4096))
+      r.ratio = base.p50_us / r.p50_us
+      const t0 = performance.now()
+      await region.flush()
+      const fms = performance.now() - t0
+      row('flush', `faultline ${mode} WP: flush ${pages.length} scattered pages`, { ms: fms, gbps: (pages.length * 4096) / fms / 1e6 })
+    })
+  }
+  const path = join(dir, 'w-direct.bin')
+  const fd = openSync(path, 'w')
+  const page = Buffer.alloc(4096, 7)
+  const t0 = performance.now()
+  for (const p of [...pages].sort((a, b) => a - b)) writeSync(fd, page, 0, 4096, p * 4096)
+  fdatasyncSync(fd)
+  const ms = performance.now() - t0
+  closeSync(fd)
+  row('flush', 'explicit: writeSync the same pages + fdatasync', { ms, gbps: (pages.length * 4096) / ms / 1e6 })
+}
+
+function touchWrite(view, pages) {
+  const lat = new Float64Array(pages.length)
+  const t0 = performance.now()
+  for (let i = 0; i < pages.length; i++) {
+    const a = performance.now()
+    view[pages[i] * 4096 + 8] = i & 0xff
+    lat[i] = (performance.now() - a) * 1000
+  }
+  return { lat: Array.from(lat), ms: performance.now() - t0 }
+}
+
+// ---- report --------------------------------------------------------------------------
+rmSync(dir, { recursive: true, force: true })
+const fmt = (v, d = 2) => (v === undefined ? '' : typeof v === 'number' ? v.toFixed(d) : String(v))
+const header = ['scenario', 'subject', 'GB/s', 'p50 µs', 'p99 µs', 'ratio', 'extra']
+const lines = rows.map((r) => [
+  r.scenario,
+  r.subject,
+  fmt(r.gbps, 3),
+  fmt(r.p50_us, 1),
+  fmt(r.p99_us, 1),
+  fmt(r.ratio),
+  [r.vs_copy !== undefined ? `vs copy ${fmt(r.vs_copy)}` : '', r.faults !== undefined ? `faults ${r.faults}` : '', r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '', r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : ''].filter(Boolean).join(', '),
+])
+const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
+const print = (cells) => console.log(`| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`)
+print(header)
+print(widths.map((w) => '-'.repeat(w)))
+for (const l of lines) print(l)
+const when = new Date().toISOString()
+writeFileSync(join(out, 'results.json'), JSON.stringify({ when, node: process.version, rows }, null, 2))
+console.log(`\nwrote ${join(out, 'results.json')}`)
+
