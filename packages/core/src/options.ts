@@ -60,6 +60,14 @@ export interface RegionOptions {
    * turns it off. Default `{ maxBytes: 8 MiB }`.
    */
   readahead?: false | ReadaheadOptions
+  /**
+   * Most bytes of the region kept resident. Past it, the oldest pages are
+   * evicted (clean ones at once, dirty ones after write-back) and fetched
+   * again when touched. In read-write regions it needs `sync` write tracking
+   * (chosen by `auto`): with async tracking a write racing an eviction could
+   * be lost. At least 16 pages. Default: unbounded.
+   */
+  maxResident?: number
 }
 
 export interface ReadaheadOptions {
@@ -90,6 +98,7 @@ export interface NormalizedOptions {
   writeBack: { intervalMs: number | undefined; maxDirtyBytes: number | undefined }
   /** Largest readahead window in bytes; 0 when off. */
   readaheadBytes: number
+  maxResident: number | undefined
 }
 
 export const DEFAULT_PAGE_SIZE = 65536
@@ -106,7 +115,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
@@ -162,7 +171,19 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     writeTracking,
     writeBack: normalizeWriteBack(o.writeBack),
     readaheadBytes: normalizeReadahead(o.readahead),
+    maxResident: normalizeMaxResident(o.maxResident, pageSize, writeTracking),
   }
+}
+
+function normalizeMaxResident(value: unknown, pageSize: number, writeTracking: string): number | undefined {
+  if (value === undefined) return undefined
+  if (!isPositiveInteger(value) || value < 16 * pageSize) {
+    throw invalidOption('maxResident', `must be a whole number of bytes, at least 16 pages (${16 * pageSize}) (got ${describe(value)})`)
+  }
+  if (writeTracking === 'async') {
+    throw invalidOption('maxResident', 'cannot be combined with writeTracking "async": a write racing an eviction could be lost; use "sync" or "auto"')
+  }
+  return value
 }
 
 export const DEFAULT_READAHEAD_BYTES = 8 * 2 ** 20

@@ -20,6 +20,9 @@ export interface RegionEvents {
   'writeback-error': [{ pages: number[]; message: string }]
 }
 
+/** Largest region.read(): one allocation, copied across threads. */
+const MAX_READ_BYTES = 2 ** 30
+
 export class Region extends EventEmitter<RegionEvents> {
   /** Bytes mapped: the requested or backend size rounded up to whole pages. */
   readonly size: number
@@ -95,6 +98,24 @@ export class Region extends EventEmitter<RegionEvents> {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
     if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size) throw outOfRange('length', `must be positive with offset + length ≤ ${this.size} (got ${length})`)
     await this.host.request({ op: 'prefetch', offset, length })
+  }
+
+  /**
+   * Reads `[offset, offset + length)` from the backend into a new Uint8Array,
+   * bypassing the mapping: nothing is installed, and a page the backend
+   * cannot deliver (after retries until `fetchTimeoutMs`) rejects the call
+   * with a FaultlineError (`ERR_BACKEND`, `ERR_BAD_PAGE`) instead of failing
+   * a memory access with SIGBUS. It returns what the backend holds, so in a
+   * read-write region writes not yet flushed are not in it. Counts toward
+   * `fetchRequests` and `bytesFetched`. At most 1 GiB per call.
+   */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.assertOpen('read()')
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
+    if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size || length > MAX_READ_BYTES) {
+      throw outOfRange('length', `must be positive, at most 1 GiB, with offset + length ≤ ${this.size} (got ${length})`)
+    }
+    return this.host.read(offset, length)
   }
 
   /** Resolves when every write made before the call is in the backend (see docs/writes.md). */

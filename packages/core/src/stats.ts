@@ -25,6 +25,8 @@ export const COUNTERS = [
   'lastFlushMs',
   'writeFaults',
   'writeErrors',
+  'evictedPages',
+  'refetchedPages',
   'latencyCount',
   'latencyMaxUs',
 ] as const
@@ -120,6 +122,10 @@ export interface RegionStats {
   writeFaults: number
   /** Backend write batches that failed (their pages stayed dirty). */
   writeErrors: number
+  /** Pages dropped to stay under `maxResident`. */
+  evictedPages: number
+  /** Evicted pages fetched again on a later touch. */
+  refetchedPages: number
   /** How writes are tracked: `none` for read-only regions. */
   writeTracking: WriteTrackingMode
   /** Fault service latency, as seen by the pager. */
@@ -162,6 +168,8 @@ export function readStats(buffer: SharedArrayBuffer, writeTracking: WriteTrackin
     lastFlushMs: get('lastFlushMs'),
     writeFaults: get('writeFaults'),
     writeErrors: get('writeErrors'),
+    evictedPages: get('evictedPages'),
+    refetchedPages: get('refetchedPages'),
     writeTracking,
     faultLatencyUs: { count, p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: get('latencyMaxUs') },
   }

@@ -4,11 +4,11 @@ import { deserializeError, FaultlineError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
 import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerToHost } from './protocol.js'
 
-type RequestBody = { op: 'prefetch'; offset: number; length: number } | { op: 'flush' } | { op: 'close' }
+type RequestBody = { op: 'prefetch' | 'read'; offset: number; length: number } | { op: 'flush' } | { op: 'close' }
 
 export class PagerHost {
   private nextId = 1
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
+  private readonly pending = new Map<number, { resolve: (reply: PagerReply) => void; reject: (e: Error) => void }>()
   private failure: FaultlineError | undefined
 
   private constructor(
@@ -64,7 +64,17 @@ export class PagerHost {
     })
   }
 
-  request(body: RequestBody): Promise<void> {
+  async request(body: RequestBody): Promise<void> {
+    await this.call(body)
+  }
+
+  /** Bytes from the backend for `region.read()`. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const reply = await this.call({ op: 'read', offset, length })
+    return reply.bytes ?? new Uint8Array(0)
+  }
+
+  private call(body: RequestBody): Promise<PagerReply> {
     if (this.failure) return Promise.reject(this.failure)
     const id = this.nextId++
     return new Promise((resolve, reject) => {
@@ -78,7 +88,7 @@ export class PagerHost {
     if (p === undefined) return
     this.pending.delete(reply.id)
     if (reply.error) p.reject(deserializeError(reply.error))
-    else p.resolve()
+    else p.resolve(reply)
   }
 
   /** Waits for the thread to end after a close request. */

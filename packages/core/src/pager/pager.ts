@@ -15,6 +15,7 @@ import { PageSet } from './pageset.js'
 import type { PagerEvent } from './protocol.js'
 import type { WriteBack } from './writeback.js'
 import { SequentialReadahead, type ReadaheadPlan } from './readahead.js'
+import type { Evictor } from './eviction.js'
 
 export interface PagerConfig {
   fd: number
@@ -55,6 +56,8 @@ export class Pager {
   private readonly zeroPage: Uint8Array
   /** Set for read-write regions: tracks written pages and writes them back. */
   writeBack: WriteBack | undefined
+  /** Set when the region has a `maxResident` bound. */
+  evictor: Evictor | undefined
   private readonly readahead: SequentialReadahead | undefined
   /** Readahead markers fetched but not installed: installing one on its fault starts the next window. */
   private readonly held = new Map<number, Uint8Array | undefined>()
@@ -96,6 +99,12 @@ export class Pager {
   }
 
   private onWriteFault(page: number): void {
+    if (!this.resident.has(page)) {
+      // Evicted while the writer waited: let it retry; it will miss, and the
+      // page comes back from the backend and is counted dirty then.
+      native.uffdWake(this.config.fd, this.pageAddress(page), this.config.pageSize)
+      return
+    }
     if (this.writeBack !== undefined) this.writeBack.onWriteFault(page)
     else native.uffdWriteProtect(this.config.fd, this.pageAddress(page), this.config.pageSize, 0)
   }
@@ -131,6 +140,7 @@ export class Pager {
       }
       this.duplicatesOnResident.delete(page)
       this.resident.delete(page)
+      this.evictor?.forget(page)
       this.stats.add('residentPages', -1)
     }
     this.inflight.set(page, { faultTimes: [now], prefetch: false, write })
@@ -306,9 +316,10 @@ export class Pager {
     // unread in the queue is answered with UFFDIO_WAKE when it is read.)
     const dontWake = faulted ? 0 : constants.UFFDIO_COPY_MODE_DONTWAKE
     this.fill(this.pageAddress(page), data, (this.writeBack?.installMode(forWrite) ?? 0) | dontWake)
-    this.resident.add(page)
+    const added = this.resident.add(page)
     this.inflight.delete(page)
     this.settle(page)
+    if (added) this.evictor?.onInstalled(page)
   }
 
   /**
@@ -375,6 +386,12 @@ export class Pager {
 
   isResident(page: number): boolean {
     return this.resident.has(page)
+  }
+
+  /** The evictor dropped the page with MADV_DONTNEED: its next touch is a miss. */
+  dropResident(page: number): void {
+    this.resident.delete(page)
+    this.duplicatesOnResident.delete(page)
   }
 
   stop(): void {

@@ -31,6 +31,8 @@ export interface PagerFailed {
 
 export type PagerRequest =
   | { id: number; op: 'prefetch'; offset: number; length: number }
+  /** Bytes straight from the backend, not the mapping: region.read(). */
+  | { id: number; op: 'read'; offset: number; length: number }
   | { id: number; op: 'flush' }
   | { id: number; op: 'close' }
 
@@ -38,6 +40,8 @@ export interface PagerReply {
   kind: 'reply'
   id: number
   error?: SerializedError
+  /** The answer to a `read` request. */
+  bytes?: Uint8Array
 }
 
 /** Something the pager wants the application to know about, out of band. */

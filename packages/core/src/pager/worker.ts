@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { native, featureNames, FEATURE_BITS, registerModeBits } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
+import { readRange } from '../backend/read-range.js'
 import type { Backend } from '../backend/contract.js'
 import { FaultlineError, serializeError } from '../errors.js'
 import { resolveGeometry } from '../options.js'
@@ -13,6 +14,7 @@ import { StatsWriter } from '../stats.js'
 import { Pager } from './pager.js'
 import { WriteBack } from './writeback.js'
 import { makeWrittenScanner } from './scan.js'
+import { Evictor } from './eviction.js'
 import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 
@@ -37,7 +39,8 @@ async function start(): Promise<void> {
       throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} says it is writable but has no write(); fix the backend or open the region read-only`, { option: 'backend' })
     }
     const { size, dataSize } = resolveGeometry(options.size, backend.info.size, options.pageSize)
-    const tracking = readOnly ? 'none' : chooseTracking(options.writeTracking)
+    // Eviction needs writers to block while a page is dropped: sync tracking.
+    const tracking = readOnly ? 'none' : chooseTracking(options.maxResident === undefined ? options.writeTracking : 'sync')
     const features =
       FEATURE_BITS.THREAD_ID |
       (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
@@ -47,7 +50,7 @@ async function start(): Promise<void> {
     address = native.mapAnonymous(size)
     native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
-    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: Math.floor(options.readaheadBytes / options.pageSize) }, backend, stats, post)
+    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options) }, backend, stats, post)
     const memory = new ViewSet(address, size, 'pager')
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -58,15 +61,36 @@ async function start(): Promise<void> {
         post,
       )
     }
+    if (options.maxResident !== undefined) {
+      const limit = Math.floor(options.maxResident / options.pageSize)
+      pager.evictor = new Evictor(limit, address, options.pageSize, size / options.pageSize, {
+        isResident: (p) => pager.isResident(p),
+        dropResident: (p) => pager.dropResident(p),
+        isDirty: (p) => pager.writeBack?.isDirty(p) ?? false,
+        flush: () => pager.writeBack?.flush() ?? Promise.resolve(),
+      }, stats, (err) => post({ kind: 'event', type: 'writeback-error', pages: [...((err as FaultlineError).pages ?? [])], message: String((err as Error).message) }))
+    }
     const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
     const opened = backend
-    serve(pager, async () => {
+    // region.read(): from the backend, not the mapping; close waits for them.
+    const reads = new Set<Promise<unknown>>()
+    const read = (offset: number, length: number): Promise<Uint8Array> => {
+      const p = readRange(opened, { pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, opened.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs }, stats, offset, length)
+      reads.add(p)
+      p.then(
+        () => reads.delete(p),
+        () => reads.delete(p),
+      )
+      return p
+    }
+    serve(pager, read, async () => {
       // Write back first: if that fails the region stays fully alive and close() can be retried.
       await pager.writeBack?.flush()
       pager.writeBack?.stop()
       pager.stop()
       watcher.stop()
       await pager.idle()
+      await Promise.allSettled(reads)
       memory.close()
       native.uffdUnregister(fd, address, size)
       native.closeFd(fd)
@@ -81,6 +105,12 @@ async function start(): Promise<void> {
     post({ kind: 'failed', error: serializeError(err) })
     port.close()
   }
+}
+
+/** Readahead never takes more than a quarter of a resident bound. */
+function readaheadPages(o: typeof options): number {
+  const pages = Math.floor(o.readaheadBytes / o.pageSize)
+  return o.maxResident === undefined ? pages : Math.min(pages, Math.floor(o.maxResident / o.pageSize / 4))
 }
 
 function chooseTracking(wanted: 'auto' | 'sync' | 'async'): 'sync-wp' | 'async-wp' {
@@ -105,11 +135,17 @@ function openUffd(features: number): ReturnType<typeof native.uffdOpen> {
   }
 }
 
-function serve(pager: Pager, shutdown: () => Promise<void>): void {
+function serve(pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: () => Promise<void>): void {
   let closing: Promise<void> | undefined
   port.on('message', (req: PagerRequest) => {
     const reply = (error?: unknown): void => post(error === undefined ? { kind: 'reply', id: req.id } : { kind: 'reply', id: req.id, error: serializeError(error) })
     switch (req.op) {
+      case 'read':
+        read(req.offset, req.length).then(
+          (bytes) => port.postMessage({ kind: 'reply', id: req.id, bytes } satisfies PagerToHost, [bytes.buffer as ArrayBuffer]),
+          reply,
+        )
+        return
       case 'prefetch': {
         const first = Math.floor(req.offset / options.pageSize)
         const last = Math.floor((req.offset + req.length - 1) / options.pageSize)

@@ -203,6 +203,11 @@ export class WriteBack {
     })
   }
 
+  /** Written since its last snapshot, or its snapshot is still being written. */
+  isDirty(page: number): boolean {
+    return this.dirty.has(page) || this.flushing.has(page)
+  }
+
   get dirtyCount(): number {
     return this.dirty.size + this.flushing.size
   }

@@ -1,0 +1,140 @@
+/**
+ * Keeping a region's resident memory under `maxResident`.
+ *
+ * Policy: FIFO by install time — CLOCK without reference bits, since a hit on
+ * a resident page is invisible to a userfaultfd pager (no fault, and
+ * PAGEMAP_SCAN has no accessed category). A page that is used again after
+ * eviction simply faults back in and goes to the tail. When residency passes
+ * the limit, pages are evicted from the head down to the low watermark:
+ * clean pages at once (MADV_DONTNEED; the next touch MISSING-faults and the
+ * page is fetched again), dirty pages only after a write-back — the evictor
+ * starts a flush and comes back to them when it is done.
+ *
+ * Only with sync write tracking: a write racing the eviction then blocks in
+ * a write-protect fault until the page is gone, and refaults on a fresh copy
+ * from the backend. With async tracking such a write would vanish.
+ */
+import { native, constants } from '@faultline/native'
+import type { StatsWriter } from '../stats.js'
+import { runs } from './describe.js'
+import { PageSet } from './pageset.js'
+
+export interface EvictionHost {
+  isResident(page: number): boolean
+  /** Forgets a page the evictor dropped. */
+  dropResident(page: number): void
+  isDirty(page: number): boolean
+  /** Starts (or joins) a write-back of every dirty page. */
+  flush(): Promise<void>
+}
+
+/** Evict down to this share of the limit, so eviction runs in batches. */
+const LOW_WATERMARK = 0.9
+
+export class Evictor {
+  private queue: number[] = []
+  private stamps: number[] = []
+  private head = 0
+  private readonly installStamp: Uint32Array
+  private counter = 0
+  private flushing: Promise<void> | undefined
+  private residentCount = 0
+  /** Pages evicted at least once, to count refetches. */
+  private readonly evicted: PageSet
+
+  constructor(
+    private readonly limitPages: number,
+    private readonly address: number,
+    private readonly pageSize: number,
+    pageCount: number,
+    private readonly host: EvictionHost,
+    private readonly stats: StatsWriter,
+    private readonly onError: (err: unknown) => void,
+  ) {
+    this.installStamp = new Uint32Array(pageCount)
+    this.evicted = new PageSet(pageCount)
+  }
+
+  onInstalled(page: number): void {
+    if (this.evicted.delete(page)) this.stats.add('refetchedPages')
+    this.counter = (this.counter + 1) >>> 0 || 1
+    this.installStamp[page] = this.counter
+    this.queue.push(page)
+    this.stamps.push(this.counter)
+    this.residentCount++
+    if (this.residentCount > this.limitPages) this.evict()
+  }
+
+  private evict(): void {
+    const target = Math.floor(this.limitPages * LOW_WATERMARK)
+    const victims: number[] = []
+    const kept: Array<[number, number]> = []
+    let sawDirty = false
+    while (this.residentCount - victims.length > target && this.head < this.queue.length) {
+      const page = this.queue[this.head]!
+      const stamp = this.stamps[this.head]!
+      this.head++
+      if (this.installStamp[page] !== stamp || !this.host.isResident(page)) continue // stale entry
+      if (this.host.isDirty(page)) {
+        sawDirty = true
+        kept.push([page, stamp])
+        continue
+      }
+      victims.push(page)
+    }
+    // Dirty pages wait at the head for their write-back.
+    if (kept.length > 0) {
+      this.queue.splice(this.head, 0, ...kept.map(([p]) => p))
+      this.stamps.splice(this.head, 0, ...kept.map(([, s]) => s))
+    }
+    this.drop(victims)
+    this.compact()
+    if (sawDirty && this.residentCount > target) this.flushThenEvict()
+  }
+
+  private drop(pages: number[]): void {
+    if (pages.length === 0) return
+    pages.sort((a, b) => a - b)
+    for (const page of pages) {
+      this.host.dropResident(page)
+      this.installStamp[page] = 0
+      this.evicted.add(page)
+    }
+    for (const [first, count] of runs(pages)) {
+      native.madvise(this.address + first * this.pageSize, count * this.pageSize, constants.MADV_DONTNEED)
+    }
+    this.residentCount -= pages.length
+    this.stats.add('evictedPages', pages.length)
+    this.stats.add('residentPages', -pages.length)
+  }
+
+  private flushThenEvict(): void {
+    if (this.flushing !== undefined) return
+    this.flushing = this.host
+      .flush()
+      .then(
+        () => undefined,
+        (err: unknown) => this.onError(err),
+      )
+      .finally(() => {
+        this.flushing = undefined
+        if (this.residentCount > this.limitPages) this.evict()
+      })
+  }
+
+  private compact(): void {
+    if (this.head > 4096 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head)
+      this.stamps = this.stamps.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** A page left residency some other way (refetch of a zapped page). */
+  forget(page: number): void {
+    if (this.installStamp[page] !== 0) {
+      this.installStamp[page] = 0
+      this.residentCount--
+    }
+  }
+}
