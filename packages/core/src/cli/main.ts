@@ -5,8 +5,12 @@ import { FaultlineError } from '../errors.js'
 import { DEFAULT_PAGE_SIZE } from '../options.js'
 import { parseSize } from './progress.js'
 import { runMainJob, type RunOptions } from './run.js'
+import { runDisagg, type DisaggOptions } from './disagg.js'
 
 const USAGE = `usage: faultline [run] [--size 256M] [--page-size 64K] [--random-pages N] [--keep]
+       faultline bench [--backend URL] [--size 256M] [--max-resident 64M] [--page-size 64K]
+                       [--pattern random|zipf] [--touches N]
+                            memory-disaggregation run: working set ≫ maxResident
        faultline probe      print the userfaultfd features this kernel offers
        faultline --help
 
@@ -46,6 +50,41 @@ function parseRunArgs(args: string[]): RunOptions {
   return opts
 }
 
+function parseBenchArgs(args: string[]): DisaggOptions {
+  const opts: DisaggOptions = { backend: undefined, size: 256 * 2 ** 20, maxResident: 64 * 2 ** 20, pageSize: DEFAULT_PAGE_SIZE, pattern: 'random', touches: 20_000 }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    const value = (): string => args[++i] ?? fail(`${arg} needs a value`)
+    switch (arg) {
+      case '--backend':
+        opts.backend = value()
+        break
+      case '--size':
+        opts.size = parseSize(value()) ?? fail(`--size takes a size like 256M (got ${args[i]})`)
+        break
+      case '--max-resident':
+        opts.maxResident = parseSize(value()) ?? fail(`--max-resident takes a size like 64M (got ${args[i]})`)
+        break
+      case '--page-size':
+        opts.pageSize = parseSize(value()) ?? fail(`--page-size takes a size like 64K (got ${args[i]})`)
+        break
+      case '--pattern': {
+        const p = value()
+        if (p !== 'random' && p !== 'zipf') fail(`--pattern takes random or zipf (got ${p})`)
+        opts.pattern = p
+        break
+      }
+      case '--touches':
+        opts.touches = Number.parseInt(value(), 10)
+        if (!(opts.touches > 0)) fail(`--touches takes a count (got ${args[i]})`)
+        break
+      default:
+        fail(`unknown argument ${arg}`)
+    }
+  }
+  return opts
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
@@ -58,6 +97,10 @@ async function main(argv: string[]): Promise<number> {
       const p = native.probe()
       process.stdout.write(`userfaultfd via ${p.via}${p.userModeOnly ? ' (user-mode faults only)' : ''}\nfeatures 0x${p.features.toString(16)}: ${featureNames(p.features).join(' ')}\n`)
       return 0
+    }
+    case 'bench': {
+      const r = await runDisagg(parseBenchArgs(rest), (line) => process.stdout.write(`${line}\n`))
+      return r.verified ? 0 : 1
     }
     case undefined:
     case 'run':

@@ -1,0 +1,19 @@
+/** What the kernel says about a region, for tests, benchmarks and monitoring. */
+import { readFileSync } from 'node:fs'
+
+/**
+ * Resident bytes of the mapping that starts at `address` (a region's
+ * `handle().address`), as the kernel counts them in /proc/self/smaps.
+ * Parses the whole smaps file: call it now and then, not per access.
+ */
+export function mappingResidentBytes(address: number): number {
+  const lines = readFileSync('/proc/self/smaps', 'utf8').split('\n')
+  const start = `${address.toString(16)}-`
+  const at = lines.findIndex((l) => l.startsWith(start))
+  if (at < 0) throw new Error(`faultline: no mapping starts at 0x${address.toString(16)}`)
+  for (let j = at + 1; j < lines.length && !/^[0-9a-f]+-[0-9a-f]+ /.test(lines[j]!); j++) {
+    const m = /^Rss:\s+(\d+) kB/.exec(lines[j]!)
+    if (m) return Number(m[1]) * 1024
+  }
+  return 0
+}
