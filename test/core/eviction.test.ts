@@ -67,8 +67,28 @@ describe('eviction under maxResident', () => {
     expect(Buffer.compare(Buffer.from(new Uint8Array(store)), Buffer.from(model))).toBe(0)
   })
 
+  it('answers refaults of evicted clean pages from the second tier, without the backend', async () => {
+    const size = 16 * 2 ** 20
+    const region = await openRegion({ pageSize: PAGE, maxResident: 2 * 2 ** 20, secondTierBytes: 32 * 2 ** 20, backend: { type: 'memory', data: sharedPattern(size) }, access: 'read-only', readahead: false })
+    try {
+      const v = region.view()
+      for (let pass = 0; pass < 2; pass++) {
+        for (let p = 0; p < size / PAGE; p++) expect(checkPattern(v.subarray(p * PAGE, (p + 1) * PAGE), p * PAGE)).toBe(-1)
+      }
+      const s = region.stats()
+      // the first pass fetched every page; the second pass refetched them all from the tier
+      expect(s.pagesFetched).toBe(2 * (size / PAGE))
+      expect(s.fetchRequests).toBe(size / PAGE)
+      expect(s.secondTierHits).toBeGreaterThanOrEqual(size / PAGE - 32)
+      expect(s.refetchedPages).toBe(s.secondTierHits)
+    } finally {
+      await region.close()
+    }
+  })
+
   it('rejects a bound too small or combined with async tracking', async () => {
     await expect(openRegion({ size: 2 ** 20, pageSize: PAGE, maxResident: PAGE, backend: 'memory:' })).rejects.toMatchObject({ option: 'maxResident' })
     await expect(openRegion({ size: 2 ** 20, pageSize: 4096, maxResident: 2 ** 20, writeTracking: 'async', backend: 'memory:' })).rejects.toMatchObject({ option: 'maxResident', message: expect.stringMatching(/async/) })
+    await expect(openRegion({ size: 2 ** 20, secondTierBytes: 2 ** 20, backend: 'memory:' })).rejects.toMatchObject({ option: 'secondTierBytes' })
   })
 })

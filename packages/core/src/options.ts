@@ -68,6 +68,11 @@ export interface RegionOptions {
    * be lost. At least 16 pages. Default: unbounded.
    */
   maxResident?: number
+  /**
+   * Bytes of evicted clean pages to keep in the pager's heap (an LRU), so a
+   * refault is answered without the backend. Needs `maxResident`. Default 0.
+   */
+  secondTierBytes?: number
 }
 
 export interface ReadaheadOptions {
@@ -99,6 +104,7 @@ export interface NormalizedOptions {
   /** Largest readahead window in bytes; 0 when off. */
   readaheadBytes: number
   maxResident: number | undefined
+  secondTierBytes: number
 }
 
 export const DEFAULT_PAGE_SIZE = 65536
@@ -115,7 +121,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
@@ -172,7 +178,15 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     writeBack: normalizeWriteBack(o.writeBack),
     readaheadBytes: normalizeReadahead(o.readahead),
     maxResident: normalizeMaxResident(o.maxResident, pageSize, writeTracking),
+    secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident),
   }
+}
+
+function normalizeSecondTier(value: unknown, maxResident: unknown): number {
+  if (value === undefined || value === 0) return 0
+  if (!isPositiveInteger(value)) throw invalidOption('secondTierBytes', `must be a whole number of bytes (got ${describe(value)})`)
+  if (maxResident === undefined) throw invalidOption('secondTierBytes', 'needs maxResident: without eviction nothing is ever put in the second tier')
+  return value
 }
 
 function normalizeMaxResident(value: unknown, pageSize: number, writeTracking: string): number | undefined {

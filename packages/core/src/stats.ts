@@ -27,6 +27,7 @@ export const COUNTERS = [
   'writeErrors',
   'evictedPages',
   'refetchedPages',
+  'secondTierHits',
   'latencyCount',
   'latencyMaxUs',
 ] as const
@@ -89,9 +90,9 @@ export interface RegionStats {
   faults: number
   /** Faults on a page already being fetched or installed, answered without a second backend read. */
   duplicateFaults: number
-  /** Pages read from the backend. */
+  /** Pages read from the backend (or, after eviction, from the second tier: see secondTierHits). */
   pagesFetched: number
-  /** Bytes read from the backend. */
+  /** Bytes of those pages. */
   bytesFetched: number
   /** Backend read calls (each may carry several pages). */
   fetchRequests: number
@@ -124,8 +125,10 @@ export interface RegionStats {
   writeErrors: number
   /** Pages dropped to stay under `maxResident`. */
   evictedPages: number
-  /** Evicted pages fetched again on a later touch. */
+  /** Evicted pages fetched again on a later touch (from the backend or the second tier). */
   refetchedPages: number
+  /** Refetches answered from the second tier without the backend. */
+  secondTierHits: number
   /** How writes are tracked: `none` for read-only regions. */
   writeTracking: WriteTrackingMode
   /** Fault service latency, as seen by the pager. */
@@ -170,6 +173,7 @@ export function readStats(buffer: SharedArrayBuffer, writeTracking: WriteTrackin
     writeErrors: get('writeErrors'),
     evictedPages: get('evictedPages'),
     refetchedPages: get('refetchedPages'),
+    secondTierHits: get('secondTierHits'),
     writeTracking,
     faultLatencyUs: { count, p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: get('latencyMaxUs') },
   }

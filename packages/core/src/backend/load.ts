@@ -13,7 +13,7 @@ interface BuiltinBackends {
   builtinBackends: Readonly<Record<string, (spec: BackendSpec, context: BackendContext) => Promise<Backend>>>
 }
 
-export const BUILTIN_TYPES = ['memory', 'file', 's3', 'http'] as const
+export const BUILTIN_TYPES = ['memory', 'file', 'redis', 's3', 'http'] as const
 
 export async function createBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {
   if (spec.type === 'module') return createFromModule(spec, context)

@@ -6,11 +6,14 @@ import { DEFAULT_PAGE_SIZE } from '../options.js'
 import { parseSize } from './progress.js'
 import { runMainJob, type RunOptions } from './run.js'
 import { runDisagg, type DisaggOptions } from './disagg.js'
+import { exportFile, importFile } from './transfer.js'
+import { parseTransferArgs, TRANSFER_USAGE } from './transfer-args.js'
 
 const USAGE = `usage: faultline [run] [--size 256M] [--page-size 64K] [--random-pages N] [--keep]
        faultline bench [--backend URL] [--size 256M] [--max-resident 64M] [--page-size 64K]
                        [--pattern random|zipf] [--touches N]
                             memory-disaggregation run: working set ≫ maxResident
+${TRANSFER_USAGE}
        faultline probe      print the userfaultfd features this kernel offers
        faultline --help
 
@@ -93,6 +96,16 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
       process.stdout.write(`${USAGE}\n`)
       return 0
+    case 'import': {
+      const a = parseTransferArgs('import', rest, fail)
+      await importFile(a.from, a.to, a.options, (line) => process.stdout.write(`${line}\n`))
+      return 0
+    }
+    case 'export': {
+      const a = parseTransferArgs('export', rest, fail)
+      await exportFile(a.from, a.to, a.options, (line) => process.stdout.write(`${line}\n`))
+      return 0
+    }
     case 'probe': {
       const p = native.probe()
       process.stdout.write(`userfaultfd via ${p.via}${p.userModeOnly ? ' (user-mode faults only)' : ''}\nfeatures 0x${p.features.toString(16)}: ${featureNames(p.features).join(' ')}\n`)

@@ -26,6 +26,8 @@ export interface EvictionHost {
   isDirty(page: number): boolean
   /** Starts (or joins) a write-back of every dirty page. */
   flush(): Promise<void>
+  /** Called for each clean page just before it is dropped (it is still resident). */
+  beforeDrop?(page: number): void
 }
 
 /** Evict down to this share of the limit, so eviction runs in batches. */
@@ -96,6 +98,7 @@ export class Evictor {
     if (pages.length === 0) return
     pages.sort((a, b) => a - b)
     for (const page of pages) {
+      this.host.beforeDrop?.(page)
       this.host.dropResident(page)
       this.installStamp[page] = 0
       this.evicted.add(page)

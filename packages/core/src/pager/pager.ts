@@ -16,6 +16,7 @@ import type { PagerEvent } from './protocol.js'
 import type { WriteBack } from './writeback.js'
 import { SequentialReadahead, type ReadaheadPlan } from './readahead.js'
 import type { Evictor } from './eviction.js'
+import type { SecondTier } from './second-tier.js'
 
 export interface PagerConfig {
   fd: number
@@ -58,6 +59,8 @@ export class Pager {
   writeBack: WriteBack | undefined
   /** Set when the region has a `maxResident` bound. */
   evictor: Evictor | undefined
+  /** Evicted clean pages kept locally, when configured. */
+  secondTier: SecondTier | undefined
   private readonly readahead: SequentialReadahead | undefined
   /** Readahead markers fetched but not installed: installing one on its fault starts the next window. */
   private readonly held = new Map<number, Uint8Array | undefined>()
@@ -258,7 +261,11 @@ export class Pager {
     const slots: number[] = []
     for (let i = 0; i < pages.length; i++) {
       const p = pages[i]!
-      if (backend.isAbsent?.(p)) result[i] = undefined
+      const kept = this.secondTier?.take(p)
+      if (kept !== undefined) {
+        this.stats.add('secondTierHits')
+        result[i] = kept
+      } else if (backend.isAbsent?.(p)) result[i] = undefined
       else {
         toRead.push(p)
         slots.push(i)

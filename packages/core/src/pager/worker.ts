@@ -15,6 +15,7 @@ import { Pager } from './pager.js'
 import { WriteBack } from './writeback.js'
 import { makeWrittenScanner } from './scan.js'
 import { Evictor } from './eviction.js'
+import { SecondTier } from './second-tier.js'
 import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 
@@ -61,6 +62,8 @@ async function start(): Promise<void> {
         post,
       )
     }
+    const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes) : undefined
+    pager.secondTier = tier
     if (options.maxResident !== undefined) {
       const limit = Math.floor(options.maxResident / options.pageSize)
       pager.evictor = new Evictor(limit, address, options.pageSize, size / options.pageSize, {
@@ -68,6 +71,7 @@ async function start(): Promise<void> {
         dropResident: (p) => pager.dropResident(p),
         isDirty: (p) => pager.writeBack?.isDirty(p) ?? false,
         flush: () => pager.writeBack?.flush() ?? Promise.resolve(),
+        beforeDrop: tier === undefined ? undefined : (p) => tier.keep(p, memory.view(p * options.pageSize, options.pageSize)),
       }, stats, (err) => post({ kind: 'event', type: 'writeback-error', pages: [...((err as FaultlineError).pages ?? [])], message: String((err as Error).message) }))
     }
     const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
