@@ -78,7 +78,7 @@ describe('eviction under maxResident', () => {
       const s = region.stats()
       // the first pass fetched every page; the second pass refetched them all from the tier
       expect(s.pagesFetched).toBe(2 * (size / PAGE))
-      expect(s.fetchRequests).toBe(size / PAGE)
+      expect(s.fetchRequests).toBeLessThanOrEqual(size / PAGE)
       expect(s.secondTierHits).toBeGreaterThanOrEqual(size / PAGE - 32)
       expect(s.refetchedPages).toBe(s.secondTierHits)
     } finally {

@@ -70,6 +70,10 @@ export class FileBackend implements Backend {
   }
 
   async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    return this.readSync(indexes)
+  }
+
+  readSync(indexes: readonly number[]): Array<Uint8Array | undefined> {
     const { pageSize } = this.context
     const out: Array<Uint8Array | undefined> = new Array(indexes.length)
     for (const [first, count, at] of consecutiveRuns(indexes)) {

@@ -41,6 +41,10 @@ export class MemoryBackend implements Backend {
   }
 
   async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    return this.readSync(indexes)
+  }
+
+  readSync(indexes: readonly number[]): Array<Uint8Array | undefined> {
     const { pageSize } = this.context
     return indexes.map((index) => {
       const stored = this.pages.get(index)

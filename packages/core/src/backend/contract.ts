@@ -60,6 +60,13 @@ export interface Backend {
    */
   read(indexes: readonly number[]): Promise<ReadonlyArray<Uint8Array | undefined>>
   /**
+   * The same as {@link read}, synchronously, for backends whose reads are
+   * memory copies or local syscalls (memory, file). The pager then answers a
+   * fault inside the callback that received it, with no promise round trip.
+   * If it throws, the pager falls back to `read` with its retries.
+   */
+  readSync?(indexes: readonly number[]): ReadonlyArray<Uint8Array | undefined>
+  /**
    * Stores whole pages. Resolves when they are stored; durability against a
    * crash may wait for {@link sync}. A page is never stored partially.
    */

@@ -37,6 +37,12 @@ interface Waiter {
   write: boolean
 }
 
+interface FetchPlan {
+  result: Array<Uint8Array | undefined>
+  toRead: number[]
+  slots: number[]
+}
+
 const RETRY_FIRST_MS = 10
 const RETRY_MAX_MS = 1000
 /** Faults on a page believed resident before the pager concludes it was zapped behind its back. */
@@ -98,7 +104,8 @@ export class Pager {
       if (flags & constants.UFFD_PAGEFAULT_FLAG_WP) this.onWriteFault(page)
       else this.onFault(page, now, (flags & constants.UFFD_PAGEFAULT_FLAG_WRITE) !== 0)
     }
-    this.schedule()
+    // The whole readable burst is queued: no need to wait for a microtask.
+    this.drain()
   }
 
   private onWriteFault(page: number): void {
@@ -205,21 +212,48 @@ export class Pager {
     this.scheduled = true
     // Let every message of this readable burst be queued first, so pages that
     // fault together go to the backend together.
-    queueMicrotask(() => {
-      this.scheduled = false
-      const queue = this.queue
-      this.queue = []
-      queue.sort((a, b) => a - b)
-      for (let i = 0; i < queue.length; i += this.config.maxBatchPages) {
-        void this.runBatch(queue.slice(i, i + this.config.maxBatchPages)).catch(() => {
-          // Already reported through poison + event; faulters got SIGBUS.
-        })
-      }
-    })
+    queueMicrotask(() => this.drain())
   }
 
-  /** Fetches one batch (retrying with backoff until the deadline) and installs it. */
-  private async runBatch(pages: number[]): Promise<void> {
+  /** Sends the queued pages to the backend, sorted and cut into batches. */
+  private drain(): void {
+    this.scheduled = false
+    const queue = this.queue
+    if (queue.length === 0) return
+    this.queue = []
+    queue.sort((a, b) => a - b)
+    for (let i = 0; i < queue.length; i += this.config.maxBatchPages) {
+      void this.runBatch(queue.slice(i, i + this.config.maxBatchPages)).catch(() => {
+        // Already reported through poison + event; faulters got SIGBUS.
+      })
+    }
+  }
+
+  /**
+   * Fetches one batch and installs it. A backend with `readSync` (memory,
+   * file) is asked synchronously first, so a fault is answered within this
+   * callback, without promise hops; if that fails, the asynchronous path
+   * retries with backoff until the deadline.
+   */
+  private runBatch(pages: number[]): Promise<void> {
+    if (this.backend.readSync !== undefined && !this.closed) {
+      let data: ReadonlyArray<Uint8Array | undefined> | undefined
+      try {
+        const plan = this.plan(pages)
+        data = plan.toRead.length === 0 ? plan.result : this.complete(plan, this.backend.readSync(plan.toRead))
+      } catch {
+        data = undefined
+      }
+      if (data !== undefined) {
+        for (let i = 0; i < pages.length; i++) this.install(pages[i]!, data[i])
+        this.notifyIdle()
+        return Promise.resolve()
+      }
+    }
+    return this.runBatchAsync(pages)
+  }
+
+  private async runBatchAsync(pages: number[]): Promise<void> {
     this.activeBatches++
     try {
       const data = await this.fetchWithRetry(pages)
@@ -230,8 +264,12 @@ export class Pager {
       throw error
     } finally {
       this.activeBatches--
-      if (this.activeBatches === 0 && this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w()
+      this.notifyIdle()
     }
+  }
+
+  private notifyIdle(): void {
+    if (this.activeBatches === 0 && this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w()
   }
 
   private async fetchWithRetry(pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
@@ -255,6 +293,13 @@ export class Pager {
   }
 
   private async fetch(pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
+    const plan = this.plan(pages)
+    if (plan.toRead.length === 0) return plan.result
+    return this.complete(plan, await this.backend.read(plan.toRead))
+  }
+
+  /** Which pages need the backend: the rest come from the second tier or are known absent. */
+  private plan(pages: number[]): FetchPlan {
     const { backend } = this
     const result: Array<Uint8Array | undefined> = new Array(pages.length)
     const toRead: number[] = []
@@ -271,9 +316,14 @@ export class Pager {
         slots.push(i)
       }
     }
-    if (toRead.length === 0) return result
-    this.stats.add('fetchRequests')
-    const read = await backend.read(toRead)
+    if (toRead.length > 0) this.stats.add('fetchRequests')
+    return { result, toRead, slots }
+  }
+
+  /** Checks what the backend answered and puts it in place: a wrong length is never installed. */
+  private complete(plan: FetchPlan, read: ReadonlyArray<Uint8Array | undefined>): ReadonlyArray<Uint8Array | undefined> {
+    const { backend } = this
+    const { result, toRead, slots } = plan
     if (read.length !== toRead.length) {
       throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} answered ${read.length} pages to a request for ${toRead.length}`, { pages: toRead })
     }
