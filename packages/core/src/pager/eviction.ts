@@ -57,8 +57,12 @@ export class Evictor {
     this.evicted = new PageSet(pageCount)
   }
 
-  onInstalled(page: number): void {
+  /** Counts a refetch before the install wakes anyone (who may read stats at once). */
+  beforeInstall(page: number): void {
     if (this.evicted.delete(page)) this.stats.add('refetchedPages')
+  }
+
+  onInstalled(page: number): void {
     this.counter = (this.counter + 1) >>> 0 || 1
     this.installStamp[page] = this.counter
     this.queue.push(page)

@@ -361,7 +361,10 @@ export class Pager {
       this.stats.add('pagesFetched')
       this.stats.add('bytesFetched', data.byteLength)
     }
-    if (!this.resident.has(page)) this.stats.add('residentPages')
+    if (!this.resident.has(page)) {
+      this.stats.add('residentPages')
+      this.evictor?.beforeInstall(page)
+    }
     if (waiter !== undefined) {
       if (waiter.prefetch && waiter.faultTimes.length === 0) this.stats.add('prefetchedPages')
       const now = performance.now()
