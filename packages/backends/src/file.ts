@@ -70,27 +70,47 @@ export class FileBackend implements Backend {
   }
 
   async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
-    return this.readSync(indexes)
+    return this.readInto(indexes, (bytes) => Buffer.alloc(bytes))
   }
 
+  /**
+   * Reads into one scratch buffer reused from call to call: the pager
+   * installs what readSync returns before it calls again, and a fresh buffer
+   * per batch would make the kernel allocate (and zero) every page twice.
+   */
   readSync(indexes: readonly number[]): Array<Uint8Array | undefined> {
+    return this.readInto(indexes, (bytes) => {
+      if (this.scratch.byteLength < bytes) this.scratch = Buffer.allocUnsafeSlow(bytes)
+      return this.scratch
+    })
+  }
+
+  private scratch = Buffer.alloc(0)
+
+  private readInto(indexes: readonly number[], bufferFor: (bytes: number) => Buffer): Array<Uint8Array | undefined> {
     const { pageSize } = this.context
     const out: Array<Uint8Array | undefined> = new Array(indexes.length)
-    for (const [first, count, at] of consecutiveRuns(indexes)) {
+    const runs = consecutiveRuns(indexes)
+    const total = runs.reduce((sum, [, count]) => sum + count, 0) * pageSize
+    const buffer = bufferFor(total)
+    let offset = 0
+    for (const [first, count, at] of runs) {
       const start = first * pageSize
+      const run = buffer.subarray(offset, offset + count * pageSize)
+      offset += run.byteLength
       if (start >= this.length) continue
-      // Zero-filled, so a page that straddles the end of the file reads as zeros past it.
-      const buffer = Buffer.alloc(count * pageSize)
-      const wanted = Math.min(buffer.byteLength, this.length - start)
+      const wanted = Math.min(run.byteLength, this.length - start)
       let got = 0
       while (got < wanted) {
-        const n = readSync(this.fd, buffer, got, wanted - got, start + got)
+        const n = readSync(this.fd, run, got, wanted - got, start + got)
         if (n === 0) break
         got += n
       }
+      // A page that straddles the end of the file reads as zeros past it.
+      run.fill(0, got)
       for (let i = 0; i < count; i++) {
         const pageStart = start + i * pageSize
-        out[at + i] = pageStart < this.length ? buffer.subarray(i * pageSize, (i + 1) * pageSize) : undefined
+        out[at + i] = pageStart < this.length ? run.subarray(i * pageSize, (i + 1) * pageSize) : undefined
       }
     }
     return out

@@ -63,7 +63,9 @@ export interface Backend {
    * The same as {@link read}, synchronously, for backends whose reads are
    * memory copies or local syscalls (memory, file). The pager then answers a
    * fault inside the callback that received it, with no promise round trip.
-   * If it throws, the pager falls back to `read` with its retries.
+   * If it throws, the pager falls back to `read` with its retries. What it
+   * returns is only read until the next call of `readSync`, so a backend may
+   * reuse one buffer.
    */
   readSync?(indexes: readonly number[]): ReadonlyArray<Uint8Array | undefined>
   /**
