@@ -3,8 +3,8 @@
 import { native, featureNames } from '@faultline/native'
 import { FaultlineError } from '../errors.js'
 import { DEFAULT_PAGE_SIZE } from '../options.js'
-import { parseSize } from './progress.js'
 import { runMainJob, type RunOptions } from './run.js'
+import { parseFlags } from './flags.js'
 import { runDisagg, type DisaggOptions } from './disagg.js'
 import { exportFile, importFile } from './transfer.js'
 import { parseTransferArgs, TRANSFER_USAGE } from './transfer-args.js'
@@ -27,64 +27,28 @@ function fail(message: string): never {
 }
 
 function parseRunArgs(args: string[]): RunOptions {
-  const opts: RunOptions = { size: 256 * 2 ** 20, pageSize: DEFAULT_PAGE_SIZE, randomPages: 2000, keep: false }
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!
-    const value = (): string => args[++i] ?? fail(`${arg} needs a value`)
-    switch (arg) {
-      case '--size':
-        opts.size = parseSize(value()) ?? fail(`--size takes a size like 256M (got ${args[i]})`)
-        break
-      case '--page-size':
-        opts.pageSize = parseSize(value()) ?? fail(`--page-size takes a size like 64K (got ${args[i]})`)
-        break
-      case '--random-pages':
-        opts.randomPages = Number.parseInt(value(), 10)
-        if (!(opts.randomPages >= 0)) fail(`--random-pages takes a count (got ${args[i]})`)
-        break
-      case '--keep':
-        opts.keep = true
-        break
-      default:
-        fail(`unknown argument ${arg}`)
-    }
-  }
+  const defaults: RunOptions = { size: 256 * 2 ** 20, pageSize: DEFAULT_PAGE_SIZE, randomPages: 2000, keep: false }
+  const opts = parseFlags(args, defaults, { '--size': ['size', 'size'], '--page-size': ['pageSize', 'size'], '--random-pages': ['randomPages', 'count'], '--keep': ['keep', 'switch'] }, fail)
   if (opts.size % 4 !== 0) fail('--size must be a multiple of 4 bytes')
   return opts
 }
 
 function parseBenchArgs(args: string[]): DisaggOptions {
-  const opts: DisaggOptions = { backend: undefined, size: 256 * 2 ** 20, maxResident: 64 * 2 ** 20, pageSize: DEFAULT_PAGE_SIZE, pattern: 'random', touches: 20_000 }
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!
-    const value = (): string => args[++i] ?? fail(`${arg} needs a value`)
-    switch (arg) {
-      case '--backend':
-        opts.backend = value()
-        break
-      case '--size':
-        opts.size = parseSize(value()) ?? fail(`--size takes a size like 256M (got ${args[i]})`)
-        break
-      case '--max-resident':
-        opts.maxResident = parseSize(value()) ?? fail(`--max-resident takes a size like 64M (got ${args[i]})`)
-        break
-      case '--page-size':
-        opts.pageSize = parseSize(value()) ?? fail(`--page-size takes a size like 64K (got ${args[i]})`)
-        break
-      case '--pattern': {
-        const p = value()
-        if (p !== 'random' && p !== 'zipf') fail(`--pattern takes random or zipf (got ${p})`)
-        opts.pattern = p
-        break
-      }
-      case '--touches':
-        opts.touches = Number.parseInt(value(), 10)
-        if (!(opts.touches > 0)) fail(`--touches takes a count (got ${args[i]})`)
-        break
-      default:
-        fail(`unknown argument ${arg}`)
-    }
-  }
+  const defaults: DisaggOptions = { backend: undefined, size: 256 * 2 ** 20, maxResident: 64 * 2 ** 20, pageSize: DEFAULT_PAGE_SIZE, pattern: 'random', touches: 20_000 }
+  const opts = parseFlags(
+    args,
+    defaults,
+    {
+      '--backend': ['backend', 'string'],
+      '--size': ['size', 'size'],
+      '--max-resident': ['maxResident', 'size'],
+      '--page-size': ['pageSize', 'size'],
+      '--pattern': ['pattern', ['random', 'zipf']],
+      '--touches': ['touches', 'count'],
+    },
+    fail,
+  )
+  if (opts.touches === 0) fail('--touches must be at least 1')
   return opts
 }
 
