@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
-import { openRegion } from '@faultline/core'
+import { attachRegion, openRegion } from '@faultline/core'
 import { native } from '@faultline/native'
 import { sharedPattern } from '../helpers/dataset.js'
 
@@ -44,6 +44,15 @@ describe('close() safety', () => {
     const after = await new Promise<{ length: number; closed: boolean }>((resolve) => worker.once('message', resolve))
     expect(after).toEqual({ length: 0, closed: true })
     await worker.terminate()
+  })
+
+  it('a handle used after its region closed gives ERR_REGION_CLOSED, not a crash', async () => {
+    const region = await openRegion({ size: 1 << 20, pageSize: 4096, backend: 'memory:' })
+    const handle = region.handle()
+    await region.close()
+    const late = attachRegion(handle)
+    expect(() => late.view(0, 4096)).toThrow(expect.objectContaining({ code: 'ERR_REGION_CLOSED' }))
+    expect(late.closed).toBe(true)
   })
 
   it('keeps the address range reserved while a stale view exists: it reads zeros, then is unmapped', async () => {

@@ -9,7 +9,7 @@
  * fit if they do not cross the end of that window.
  */
 import { native } from '@faultline/native'
-import { outOfRange, regionClosed } from './errors.js'
+import { FaultlineError, outOfRange, regionClosed } from './errors.js'
 
 export const WINDOW_STRIDE = 2 ** 31
 export const WINDOW_SPAN = 2 ** 32
@@ -52,7 +52,13 @@ export class ViewSet {
     let buffer = this.windows.get(k)
     if (buffer === undefined) {
       const start = k * WINDOW_STRIDE
-      buffer = native.externalBuffer(this.address + start, Math.min(WINDOW_SPAN, this.size - start))
+      try {
+        buffer = native.externalBuffer(this.address + start, Math.min(WINDOW_SPAN, this.size - start))
+      } catch (cause) {
+        // The mapping was retired: a handle used after its region closed.
+        this.close()
+        throw new FaultlineError('ERR_REGION_CLOSED', `faultline: ${this.what}.view(): the region is closed`, { cause })
+      }
       this.windows.set(k, buffer)
     }
     return buffer
