@@ -25,6 +25,9 @@ export interface TransferOptions {
   size?: number | undefined
 }
 
+// A CLI user did not choose the AWS SDK: its notice about future Node versions is not theirs to act on.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 /** A backend spec from a CLI URL. An S3 URL without `mode` means a page store: import writes the region layout. */
 function specFor(url: string): BackendSpec {
   const spec = parseBackendUrl(url)
@@ -109,7 +112,8 @@ export async function importFile(file: string, url: string, opts: TransferOption
 
 export async function exportFile(url: string, file: string, opts: TransferOptions, out: (line: string) => void): Promise<void> {
   const { pageSize, batchPages } = opts
-  const backend = await createBackend(specFor(url), { pageSize, size: opts.size, readOnly: true })
+  // No size for the backend: a store checks a given size against its own; --size only trims the output.
+  const backend = await createBackend(specFor(url), { pageSize, size: undefined, readOnly: true })
   // Written beside the target and renamed at the end: a failed export leaves no half file under its name.
   const partial = `${file}.partial-${process.pid}`
   let fd = -1

@@ -1,0 +1,138 @@
+/**
+ * The Redis backend: pages as binary values under a namespace, on one
+ * server or a Redis Cluster. Built inside the pager thread; all its I/O is
+ * sockets on that thread's loop (see resolve.ts for host names).
+ */
+import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/core/backend'
+import { Cluster } from 'ioredis'
+import { Readiness, connect, disconnect, type RedisClient } from './client.js'
+import { ClusterIo } from './cluster.js'
+import type { PageIo } from './io.js'
+import { FORMAT_VERSION, RedisKeys } from './keys.js'
+import { refuseEvictingServers } from './eviction.js'
+import { Lease, lostData } from './lease.js'
+import { checkGeometry, createMeta, readMeta, type RegionMeta } from './metadata.js'
+import { parseRedisOptions, type RedisBackendOptions, type RedisConfig } from './options.js'
+import { StandaloneIo } from './standalone.js'
+
+export class RedisBackend implements Backend {
+  private readonly readiness: Readiness
+
+  private constructor(
+    readonly info: BackendInfo,
+    private readonly config: RedisConfig,
+    private readonly client: RedisClient,
+    private readonly io: PageIo,
+    private readonly keys: RedisKeys,
+    private readonly lease: Lease | undefined,
+    /** The namespace had metadata at open: its disappearance means Redis lost the data. */
+    private readonly metaExpected: boolean,
+  ) {
+    this.readiness = new Readiness(client, config.connectTimeoutMs)
+  }
+
+  static async open(options: RedisBackendOptions, context: BackendContext): Promise<RedisBackend> {
+    const config = parseRedisOptions(options as unknown as Record<string, unknown>)
+    const { name } = config
+    let client: RedisClient
+    try {
+      client = await connect(config)
+    } catch (cause) {
+      throw new FaultlineError('ERR_BACKEND', `faultline: cannot connect to ${name}: ${message(cause)}`, { option: 'backend.url', cause })
+    }
+    let lease: Lease | undefined
+    try {
+      await refuseEvictingServers(client, name)
+      const keys = new RedisKeys(config.keyPrefix, config.namespace)
+      let meta = await readMeta(client, keys.meta, name)
+      if (meta !== undefined) checkGeometry(meta, context, name)
+      else if (context.size === undefined) {
+        throw new FaultlineError('ERR_GEOMETRY', `faultline: ${name} holds no region yet: give \`size\` to create it (or check the namespace)`, { option: 'size' })
+      }
+      if (!context.readOnly) {
+        // Metadata first (SET NX: safe without the lease): renewing the lease checks that it exists.
+        if (meta === undefined) {
+          const fresh: RegionMeta = { format: FORMAT_VERSION, pageSize: context.pageSize, size: context.size!, createdAt: new Date().toISOString() }
+          meta = await createMeta(client, keys.meta, fresh, name)
+          checkGeometry(meta, context, name)
+        }
+        lease = await Lease.acquire(client, keys.lease, keys.meta, config.leaseMs, name)
+      }
+      const keysPerCommand = Math.max(1, Math.floor(config.commandBytes / context.pageSize))
+      const io = client instanceof Cluster ? new ClusterIo(client, keysPerCommand) : new StandaloneIo(client, keysPerCommand)
+      // A read-only open of a namespace nobody created yet reads as zeros, at the size asked for.
+      const info: BackendInfo = { name, size: meta?.size ?? context.size, readOnly: context.readOnly, maxBatchPages: 1024 }
+      return new RedisBackend(info, config, client, io, keys, lease, meta !== undefined)
+    } catch (err) {
+      await lease?.release().catch(() => undefined)
+      await disconnect(client, config.connectTimeoutMs)
+      throw err instanceof FaultlineError ? err : new FaultlineError('ERR_BACKEND', `faultline: opening ${name} failed: ${message(err)}`, { cause: err })
+    }
+  }
+
+  async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    const keys = indexes.map((i) => this.keys.page(i))
+    // Read with the pages, the metadata tells an absent page (zeros) from a server that lost everything.
+    if (this.metaExpected) keys.push(this.keys.meta)
+    let values: Array<Buffer | null>
+    try {
+      values = await this.io.get(keys)
+    } catch (cause) {
+      throw this.failure(`reading ${indexes.length} page(s)`, cause, indexes)
+    }
+    if (this.metaExpected && values.pop() === null) throw lostData(this.info.name)
+    return values.map((v) => v ?? undefined)
+  }
+
+  async write(pages: readonly PageWrite[]): Promise<void> {
+    if (this.info.readOnly) throw new FaultlineError('ERR_READ_ONLY', `faultline: ${this.info.name} is opened read-only`)
+    const indexes = pages.map((p) => p.index)
+    try {
+      // Unlike a read, a flush is not retried by the pager: ride out a reconnect of up to connectTimeoutMs.
+      await this.readiness.wait()
+      await this.lease!.ensure()
+      await this.io.set(pages.map((p) => [this.keys.page(p.index), Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)] as const))
+    } catch (cause) {
+      if (cause instanceof FaultlineError) throw cause
+      throw this.failure(`writing ${pages.length} page(s)`, cause, indexes)
+    }
+  }
+
+  async sync(): Promise<void> {
+    if (this.config.waitReplicas === 0) return
+    try {
+      await this.io.waitReplicas(this.config.waitReplicas, this.config.commandTimeoutMs)
+    } catch (cause) {
+      throw new FaultlineError('ERR_BACKEND', `faultline: ${this.info.name}: ${message(cause)} (waitReplicas)`, { cause })
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.lease?.release()
+    } catch {
+      // Unreachable: the lease expires by itself within leaseMs.
+    } finally {
+      await disconnect(this.client, this.config.connectTimeoutMs)
+    }
+  }
+
+  private failure(what: string, cause: unknown, pages: readonly number[]): FaultlineError {
+    return new FaultlineError('ERR_BACKEND', `faultline: ${this.info.name}: ${what} failed: ${message(cause)}`, { pages, cause })
+  }
+}
+
+/** ioredis's messages, in words a user can act on. */
+function message(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err)
+  if (/enableOfflineQueue/.test(text)) return 'not connected to Redis (reconnecting in the background)'
+  if (/MaxRetriesPerRequest|Connection is closed/i.test(text)) return 'the connection to Redis was lost'
+  if (/Command timed out/.test(text)) return `Redis did not answer in time (commandTimeoutMs)`
+  return text
+}
+
+export async function createRedisBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {
+  return RedisBackend.open(spec as unknown as RedisBackendOptions, context)
+}
+

@@ -1,0 +1,141 @@
+/**
+ * Opening the ioredis connection (standalone or Cluster) inside the pager
+ * thread, configured so that an outage surfaces as errors rather than as a
+ * fault that waits for ever or a queue that grows without bound:
+ * - no offline queue: a command sent while disconnected fails at once;
+ * - maxRetriesPerRequest 0: commands in flight when the link drops fail;
+ * - commandTimeout: a server that stops answering fails the command;
+ * - reconnect for ever in the background, so the pager's retries (reads) or
+ *   the next flush (writes) succeed once Redis is back.
+ */
+import { isIP } from 'node:net'
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import type { RedisConfig } from './options.js'
+import { clusterLookup, resolveHost } from './resolve.js'
+
+export type RedisClient = Redis | Cluster
+
+const noop = (): void => undefined
+
+export async function connect(config: RedisConfig): Promise<RedisClient> {
+  const client = config.cluster ? await createCluster(config) : await createStandalone(config)
+  // Failures reach callers through their commands; without a listener ioredis
+  // would print each reconnect error to the console. The last one explains a
+  // failed connect better than ioredis's "Connection is closed".
+  let lastError: Error | undefined
+  const remember = (err: Error): void => void (lastError = err)
+  client.on('error', remember)
+  client.on('node error', remember)
+  try {
+    await client.connect()
+    if (client instanceof Cluster) {
+      // Open every master's connection now, not in the middle of the first batch.
+      await Promise.all(client.nodes('master').map((node) => node.ping()))
+    }
+  } catch (err) {
+    client.disconnect()
+    throw lastError !== undefined && /Connection is closed|None of startup nodes/i.test(String(err)) ? lastError : err
+  } finally {
+    client.off('error', remember)
+    client.off('node error', remember)
+  }
+  client.on('error', noop)
+  client.on('node error', noop)
+  return client
+}
+
+function nodeOptions(config: RedisConfig, host: string): RedisOptions {
+  return {
+    username: config.username,
+    password: config.password,
+    // SNI and certificate checks use the name the user gave, not the address we dialled.
+    tls: config.tls === undefined ? undefined : { ...(isIP(host) === 0 ? { servername: host } : {}), ...config.tls },
+    connectTimeout: config.connectTimeoutMs,
+    commandTimeout: config.commandTimeoutMs,
+    maxRetriesPerRequest: 0,
+    connectionName: 'faultline',
+  }
+}
+
+async function createStandalone(config: RedisConfig): Promise<Redis> {
+  const endpoint = config.endpoints[0]!
+  const address = await resolveHost(endpoint.host, config.connectTimeoutMs)
+  return new Redis({
+    ...nodeOptions(config, endpoint.host),
+    host: address,
+    port: endpoint.port,
+    db: config.db,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableReadyCheck: true,
+    autoResubscribe: false,
+    retryStrategy: (times) => Math.min(50 * times, 1000),
+  })
+}
+
+async function createCluster(config: RedisConfig): Promise<Cluster> {
+  const nodes = await Promise.all(config.endpoints.map(async (e) => ({ host: await resolveHost(e.host, config.connectTimeoutMs), port: e.port })))
+  const options: ClusterOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableReadyCheck: true,
+    scaleReads: 'master',
+    maxRedirections: 16,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: config.connectTimeoutMs,
+    slotsRefreshInterval: 5000,
+    clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+    dnsLookup: clusterLookup(config.connectTimeoutMs),
+    redisOptions: nodeOptions(config, config.endpoints[0]!.host),
+  }
+  return new Cluster(nodes, options)
+}
+
+/**
+ * Lets writes ride out a reconnect without stretching an outage: the whole
+ * outage, not each write, gets `timeoutMs`. A flush of many batches during an
+ * outage thus fails after one wait instead of one wait per batch.
+ */
+export class Readiness {
+  private downSince: number | undefined
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly timeoutMs: number,
+  ) {
+    client.on('ready', () => (this.downSince = undefined))
+    client.on('close', () => (this.downSince ??= performance.now()))
+  }
+
+  async wait(): Promise<void> {
+    if (this.client.status === 'ready') return
+    if (this.client.status === 'end') throw new Error('the connection is closed')
+    const now = performance.now()
+    const since = this.downSince ?? now
+    const left = since + this.timeoutMs - now
+    if (left <= 0) throw new Error(`not connected to Redis for ${Math.round(now - since)} ms (${this.client.status})`)
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        clearTimeout(timer)
+        this.client.off('ready', onReady)
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      const onReady = (): void => done()
+      const timer = setTimeout(() => done(new Error(`not connected to Redis (${this.client.status}) after waiting ${this.timeoutMs} ms`)), left)
+      this.client.once('ready', onReady)
+    })
+  }
+}
+
+/** Closes the connection politely if it is up, and for good in any case. */
+export async function disconnect(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([client.quit().catch(noop), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))])
+    clearTimeout(timer)
+  }
+  client.disconnect()
+}

@@ -1,0 +1,85 @@
+/**
+ * A read-only backend over one remote object read by byte ranges: the S3
+ * dataset mode and the HTTP backend differ only in how one range is fetched
+ * (their RangeSource). Runs of neighbouring pages in a batch become one
+ * request; several requests are in flight at once; every response must come
+ * from the version pinned at open.
+ */
+import type { Backend, BackendContext, BackendInfo } from '@faultline/core/backend'
+import { createLimiter, type Limiter } from '../net/limit.js'
+import { planRanges, type PageRange } from './ranges.js'
+import { ObjectChanged, PinnedVersion, type ObjectVersion } from './version.js'
+
+export interface RangeSource {
+  /** Name for messages, without credentials. */
+  readonly name: string
+  /**
+   * Fetches bytes [start, end) of the object into `into` (exactly end − start
+   * long). Calls `check` with the version the response comes from before
+   * reading its body (it throws if that is not the pinned version). Rejects
+   * on any failure, including a short body or a response that is not that
+   * range; throws ObjectChanged when the range is no longer there.
+   */
+  fetch(start: number, end: number, into: Uint8Array, check: (seen: ObjectVersion) => void): Promise<void>
+  close(): Promise<void>
+}
+
+export interface RangeBackendOptions {
+  /** Largest single range request, in bytes. */
+  maxRangeBytes: number
+  /** Requests in flight at once. */
+  concurrency: number
+}
+
+export class RangeBackend implements Backend {
+  readonly info: BackendInfo
+  private readonly pinned: PinnedVersion
+  private readonly limit: Limiter
+  private readonly size: number
+
+  constructor(
+    private readonly source: RangeSource,
+    version: ObjectVersion,
+    private readonly context: BackendContext,
+    private readonly options: RangeBackendOptions,
+  ) {
+    this.size = version.size
+    this.pinned = new PinnedVersion(source.name, version)
+    this.limit = createLimiter(options.concurrency)
+    this.info = { name: source.name, size: version.size, readOnly: true }
+  }
+
+  /** Pages wholly past the end of the object read as zeros (a region larger than the object). */
+  isAbsent(index: number): boolean {
+    return index * this.context.pageSize >= this.size
+  }
+
+  async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    this.pinned.assertUnchanged()
+    const out: Array<Uint8Array | undefined> = new Array(indexes.length).fill(undefined)
+    const ranges = planRanges(indexes, this.context.pageSize, this.options.maxRangeBytes).filter((r) => r.first * this.context.pageSize < this.size)
+    await Promise.all(ranges.map((range) => this.limit(() => this.readRange(range, out))))
+    return out
+  }
+
+  private async readRange(range: PageRange, out: Array<Uint8Array | undefined>): Promise<void> {
+    const { pageSize } = this.context
+    const start = range.first * pageSize
+    const end = Math.min(start + range.count * pageSize, this.size)
+    // The part past the object's end stays zero: the last page is zero-padded.
+    const buffer = new Uint8Array(range.count * pageSize)
+    try {
+      await this.source.fetch(start, end, buffer.subarray(0, end - start), (seen) => this.pinned.check(seen))
+    } catch (err) {
+      if (err instanceof ObjectChanged) this.pinned.markChanged(err.what)
+      throw err
+    }
+    range.slots.forEach((slot, i) => {
+      out[slot] = start + i * pageSize < this.size ? buffer.subarray(i * pageSize, (i + 1) * pageSize) : undefined
+    })
+  }
+
+  async close(): Promise<void> {
+    await this.source.close()
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The Redis backend on Redis Cluster: the slot layout on the shared cluster,
+ * and, on a cluster of this suite's own, reads and writes that stay correct
+ * through a slot migration, a manual failover and the death of a master.
+ */
+import { randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openRegion, type BackendSpec, type Region } from '@faultline/core'
+import { redisKeys } from '@faultline/backends'
+import { keySlot } from '../../packages/backends/src/redis/slot.js'
+import { RedisCluster, run } from '../helpers/redis-server.js'
+import { clusterClient, clusterSpec, dropNamespace, pageKeys, uniqueNamespace } from '../helpers/redis.js'
+
+describe('redis cluster: layout', () => {
+  const client = clusterClient()
+  const used: BackendSpec[] = []
+  afterAll(async () => {
+    for (const spec of used) await dropNamespace(client, spec)
+    client.disconnect()
+  })
+
+  it('computes the slot of a key as the server does', async () => {
+    const keys = ['', 'a', 'foo', '{user1000}.following', 'a{}b{c}', '{}x', 'x{y', 'x}y{z}', 'ünïcødé{€}', ...Array.from({ length: 100 }, (_, i) => redisKeys({ type: 'redis', url: 'redis://h/ns' }).page(i * 7))]
+    for (const key of keys) expect(keySlot(key), key).toBe(Number(await client.call('CLUSTER', 'KEYSLOT', key)))
+  })
+
+  it('spreads a region over every master, 16 consecutive pages per slot', async () => {
+    const spec = clusterSpec(uniqueNamespace('spread'))
+    used.push(spec)
+    const pages = 1024
+    const region = await openRegion({ size: pages * 4096, pageSize: 4096, backend: spec })
+    const v = region.view()
+    for (let p = 0; p < pages; p++) v[p * 4096] = 1
+    await region.close()
+    const keys = redisKeys(spec)
+    const slots = Array.from({ length: pages }, (_, p) => keySlot(keys.page(p)))
+    for (let p = 0; p < pages; p++) expect(slots[p]).toBe(slots[p - (p % 16)])
+    expect(new Set(slots).size).toBeGreaterThan(60) // 64 groups, almost surely 64 slots
+    const masters = client.nodes('master')
+    expect(masters).toHaveLength(3)
+    const perMaster = await Promise.all(masters.map(async (m) => (await m.keys(keys.pagePattern)).length))
+    expect(perMaster.reduce((a, b) => a + b)).toBe(pages)
+    for (const n of perMaster) expect(n).toBeGreaterThan(pages / 10)
+    expect((await pageKeys(client, spec)).length).toBe(pages)
+  })
+})
+
+describe('redis cluster: slot migration and failover', () => {
+  let cluster: RedisCluster
+  beforeAll(async () => {
+    cluster = await RedisCluster.start(3, 1)
+  })
+  afterAll(async () => cluster?.stop())
+
+  const size = 8 << 20
+  const pageSize = 16 << 10
+  const pages = size / pageSize
+
+  /**
+   * What the store may hold: `confirmed` as of the last successful flush,
+   * or, for a page written since, any value written since (a flush that
+   * failed part-way may have stored some of its pages).
+   */
+  interface Model {
+    current: Uint8Array
+    confirmed: Uint8Array
+    since: Map<number, Buffer[]>
+  }
+
+  /** Random writes, a flush, and reads of random pages from the backend, checked against the model. */
+  async function churn(region: Region, model: Model, flushMustSucceed: boolean): Promise<void> {
+    const view = region.view()
+    for (let i = 0; i < 16; i++) {
+      const p = Math.floor(Math.random() * pages)
+      const bytes = randomBytes(pageSize)
+      view.set(bytes, p * pageSize)
+      model.current.set(bytes, p * pageSize)
+      model.since.set(p, [...(model.since.get(p) ?? []), bytes])
+    }
+    try {
+      await region.flush()
+      model.confirmed = model.current.slice()
+      model.since.clear()
+    } catch (err) {
+      // Only while a master is down or has no replica: the pages stay dirty and a later flush retries them.
+      if (flushMustSucceed) throw err
+    }
+    for (let i = 0; i < 16; i++) {
+      const p = Math.floor(Math.random() * pages)
+      // region.read goes to the backend (with the pager's retries), not to the mapping.
+      const got = Buffer.from(await region.read(p * pageSize, pageSize))
+      const allowed = [Buffer.from(model.confirmed.subarray(p * pageSize, (p + 1) * pageSize)), ...(model.since.get(p) ?? [])]
+      expect(allowed.some((a) => a.equals(got)), `page ${p}`).toBe(true)
+    }
+  }
+
+  async function nodesTable(): Promise<string[][]> {
+    for (const s of cluster.servers) {
+      try {
+        const c = s.client({ retryStrategy: () => null })
+        try {
+          return ((await c.call('CLUSTER', 'NODES')) as string).trim().split('\n').map((l) => l.split(' '))
+        } finally {
+          c.disconnect()
+        }
+      } catch {
+        // that node is down: ask the next
+      }
+    }
+    throw new Error('no cluster node answers')
+  }
+
+  async function untilTrue(what: string, check: () => Promise<boolean>, during: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+      await during()
+    }
+  }
+
+  it('keeps reads and writes correct through resharding, a manual failover and a killed master', async () => {
+    // waitReplicas 1: a flush resolves only once a replica holds its pages, so killing a master loses nothing acknowledged.
+    const spec = clusterSpec(uniqueNamespace('migrate'), { commandTimeoutMs: 5000, waitReplicas: 1 }, cluster.nodes)
+    const region = await openRegion({ size, pageSize, maxBatchPages: 32, backend: spec })
+    const initial = randomBytes(size)
+    const model: Model = { current: new Uint8Array(initial), confirmed: new Uint8Array(initial), since: new Map() }
+    try {
+      region.view().set(initial)
+      await region.flush()
+
+      // 1. Move 1000 slots, with their keys, from one master to another while writing and reading.
+      const [from, to] = await cluster.masters()
+      const slotsOf = (table: string[][], id: string) => table.find((f) => f[0] === id)!.slice(8).reduce((n, r) => n + (r.includes('-') ? Number(r.split('-')[1]) - Number(r.split('-')[0]) + 1 : 1), 0)
+      const before = await nodesTable()
+      const reshard = run('redis-cli', ['--cluster', 'reshard', from!.address, '--cluster-from', from!.id, '--cluster-to', to!.id, '--cluster-slots', '1000', '--cluster-yes'])
+      let resharded: { code: number | null; output: string } | undefined
+      void reshard.then((r) => (resharded = r))
+      let rounds = 0
+      while (resharded === undefined || rounds < 3) {
+        await churn(region, model, true)
+        rounds++
+      }
+      expect(resharded.code, resharded.output.slice(-2000)).toBe(0)
+      const table = await nodesTable()
+      expect(slotsOf(table, from!.id)).toBe(slotsOf(before, from!.id) - 1000)
+      expect(slotsOf(table, to!.id)).toBe(slotsOf(before, to!.id) + 1000)
+
+      // 2. A manual failover: a replica takes over its master's slots.
+      const master = (await cluster.masters())[2]!
+      const replicaId = table.find((f) => f[3] === master.id)![0]!
+      const replica = cluster.server(table.find((f) => f[0] === replicaId)![1]!.split('@')[0]!)
+      const rc = replica.client()
+      await rc.call('CLUSTER', 'FAILOVER')
+      rc.disconnect()
+      await untilTrue('the replica to become a master', async () => (await nodesTable()).some((f) => f[0] === replicaId && /master/.test(f[2]!)), () => churn(region, model, true))
+      for (let i = 0; i < 3; i++) await churn(region, model, true)
+
+      // 3. A master dies (SIGKILL); its replica is promoted once the others agree it failed.
+      // Until the dead node is back as the new master's replica, flushes cannot be confirmed.
+      const victim = (await cluster.masters()).find((m) => m.id !== replicaId)!
+      const victimReplica = (await nodesTable()).find((f) => f[3] === victim.id)![0]!
+      const victimServer = cluster.server(victim.address)
+      await victimServer.kill('SIGKILL')
+      await untilTrue('the dead master to be replaced', async () => (await nodesTable()).some((f) => f[0] === victimReplica && /master/.test(f[2]!)), () => churn(region, model, false))
+      await victimServer.launch()
+      await untilTrue(
+        'the restarted node to replicate the new master',
+        async () => {
+          const c = victimServer.client({ retryStrategy: () => null })
+          try {
+            return /master_link_status:up/.test(await c.info('replication')) && (await nodesTable()).some((f) => f[0] === victim.id && f[3] === victimReplica)
+          } catch {
+            return false
+          } finally {
+            c.disconnect()
+          }
+        },
+        () => churn(region, model, false),
+      )
+      for (let i = 0; i < 3; i++) await churn(region, model, true)
+      expect(region.stats().dirtyPages).toBe(0)
+    } finally {
+      await region.close()
+    }
+
+    const again = await openRegion({ size, pageSize, backend: spec, access: 'read-only' })
+    try {
+      expect(Buffer.from(await again.read(0, size)).equals(Buffer.from(model.current))).toBe(true)
+    } finally {
+      await again.close()
+    }
+  })
+})
