@@ -67,10 +67,10 @@ describe.each([
         () => undefined,
         (e: unknown) => e,
       )
-      expect(readError).toMatchObject({ code: 'ERR_BACKEND', pages: [5] })
+      expect(readError).toMatchObject({ code: 'ERR_SOURCE_CHANGED', pages: [5] })
       expect((readError as Error).message).toMatch(/changed since the region was opened/)
       expect((readError as Error).message).toMatch(/ETag/)
-      await expect(region.prefetch(6 * PAGE, PAGE)).rejects.toMatchObject({ code: 'ERR_BACKEND', message: expect.stringMatching(/changed since the region was opened/) })
+      await expect(region.prefetch(6 * PAGE, PAGE)).rejects.toMatchObject({ code: 'ERR_SOURCE_CHANGED', message: expect.stringMatching(/changed since the region was opened/) })
       // Nothing of the new version was installed; what was resident stays as it was.
       expect(region.stats().residentPages).toBe(1)
       expect(v[0]).toBe(1)
@@ -91,7 +91,7 @@ describe.each([
     const region = await openRegion({ backend: await target.create(version(1)), pageSize: PAGE, fetchTimeoutMs: 300, readahead: false })
     try {
       await target.replace(new Uint8Array(2 * PAGE).fill(2))
-      await expect(region.read(10 * PAGE, PAGE)).rejects.toMatchObject({ code: 'ERR_BACKEND', message: expect.stringMatching(/changed since the region was opened/) })
+      await expect(region.read(10 * PAGE, PAGE)).rejects.toMatchObject({ code: 'ERR_SOURCE_CHANGED', message: expect.stringMatching(/changed since the region was opened/) })
     } finally {
       await region.close()
     }

@@ -15,6 +15,8 @@ export type FaultlineErrorCode =
   | 'ERR_BACKEND'
   /** The backend returned a page of the wrong length: it is never installed truncated or padded. */
   | 'ERR_BAD_PAGE'
+  /** The object or file behind a read-only region changed since it was opened; pages of two versions are never mixed. */
+  | 'ERR_SOURCE_CHANGED'
   /** userfaultfd cannot be used here (kernel, permissions); the message says how to enable it. */
   | 'ERR_UFFD_UNAVAILABLE'
   /** The pager thread failed or exited; the region can no longer serve faults. */

@@ -55,7 +55,7 @@ export class ObjectChanged extends Error {
 
 function changedError(name: string, what: string): FaultlineError {
   return new FaultlineError(
-    'ERR_BACKEND',
+    'ERR_SOURCE_CHANGED',
     `faultline: ${name} changed since the region was opened (${what}); pages of the new version are not mixed with the old: reopen the region to map the new version`,
   )
 }

@@ -4,8 +4,7 @@
  * (a memory access could only get SIGBUS) and nothing is installed. Failures
  * are retried with the fault path's backoff until fetchTimeoutMs.
  */
-import { FaultlineError } from '../errors.js'
-import { describePages } from '../pager/describe.js'
+import { PageFetcher } from '../pager/fetcher.js'
 import type { StatsWriter } from '../stats.js'
 import type { Backend } from './contract.js'
 
@@ -15,13 +14,12 @@ export interface ReadRangeConfig {
   fetchTimeoutMs: number
 }
 
-const RETRY_FIRST_MS = 10
-const RETRY_MAX_MS = 1000
 /** Batches of one read() in flight at once. */
 const CONCURRENT_BATCHES = 4
 
 export async function readRange(backend: Backend, config: ReadRangeConfig, stats: StatsWriter, offset: number, length: number): Promise<Uint8Array> {
   const { pageSize, maxBatchPages } = config
+  const fetcher = new PageFetcher(backend, pageSize, config.fetchTimeoutMs)
   // Its own ArrayBuffer, so it can be transferred to the caller's thread.
   const out = new Uint8Array(length)
   const first = Math.floor(offset / pageSize)
@@ -37,10 +35,12 @@ export async function readRange(backend: Backend, config: ReadRangeConfig, stats
   const worker = async (): Promise<void> => {
     while (next < batches.length) {
       const pages = batches[next++]!
-      const data = await readWithRetry(backend, config, stats, pages)
+      stats.add('fetchRequests')
+      const data = await fetcher.readWithRetry(pages, { onRetry: () => stats.add('fetchRetries') })
       pages.forEach((page, i) => {
         const bytes = data[i]
         if (bytes === undefined) return
+        stats.add('bytesFetched', bytes.byteLength)
         const pageStart = page * pageSize
         const from = Math.max(offset, pageStart)
         const to = Math.min(offset + length, pageStart + pageSize)
@@ -50,39 +50,4 @@ export async function readRange(backend: Backend, config: ReadRangeConfig, stats
   }
   await Promise.all(Array.from({ length: Math.min(CONCURRENT_BATCHES, batches.length) }, worker))
   return out
-}
-
-async function readWithRetry(backend: Backend, config: ReadRangeConfig, stats: StatsWriter, pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
-  const started = performance.now()
-  let delay = RETRY_FIRST_MS
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await readOnce(backend, config, stats, pages)
-    } catch (err) {
-      if (err instanceof FaultlineError && err.code === 'ERR_BAD_PAGE') throw err
-      const elapsed = performance.now() - started
-      if (elapsed + delay > config.fetchTimeoutMs) {
-        const message = err instanceof Error ? err.message : String(err)
-        throw new FaultlineError('ERR_BACKEND', `faultline: reading ${describePages(pages)} from ${backend.info.name} failed after ${attempt} attempt(s) over ${Math.round(elapsed)} ms: ${message}`, { pages, cause: err })
-      }
-      stats.add('fetchRetries')
-      await new Promise((resolve) => setTimeout(resolve, delay))
-      delay = Math.min(delay * 2, RETRY_MAX_MS)
-    }
-  }
-}
-
-async function readOnce(backend: Backend, config: ReadRangeConfig, stats: StatsWriter, pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
-  stats.add('fetchRequests')
-  const data = await backend.read(pages)
-  if (data.length !== pages.length) {
-    throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} answered ${data.length} pages to a request for ${pages.length}`, { pages })
-  }
-  data.forEach((bytes, i) => {
-    if (bytes !== undefined && bytes.byteLength !== config.pageSize) {
-      throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} returned ${bytes.byteLength} bytes for page ${pages[i]}, expected ${config.pageSize}`, { pages: [pages[i]!] })
-    }
-    if (bytes !== undefined) stats.add('bytesFetched', bytes.byteLength)
-  })
-  return data
 }

@@ -11,6 +11,7 @@ import type { Backend } from '../backend/contract.js'
 import { FaultlineError } from '../errors.js'
 import type { StatsWriter } from '../stats.js'
 import { describePages } from './describe.js'
+import { PageFetcher } from './fetcher.js'
 import { PageSet } from './pageset.js'
 import type { PagerEvent } from './protocol.js'
 import type { WriteBack } from './writeback.js'
@@ -43,8 +44,6 @@ interface FetchPlan {
   slots: number[]
 }
 
-const RETRY_FIRST_MS = 10
-const RETRY_MAX_MS = 1000
 /** Faults on a page believed resident before the pager concludes it was zapped behind its back. */
 const ZAPPED_AFTER_DUPLICATES = 4
 
@@ -71,6 +70,7 @@ export class Pager {
   /** Readahead markers fetched but not installed: installing one on its fault starts the next window. */
   private readonly held = new Map<number, Uint8Array | undefined>()
   private readonly markers = new Set<number>()
+  private readonly fetcher: PageFetcher
 
   constructor(
     private readonly config: PagerConfig,
@@ -81,6 +81,7 @@ export class Pager {
     this.pageCount = config.size / config.pageSize
     this.resident = new PageSet(this.pageCount)
     this.zeroPage = new Uint8Array(config.pageSize)
+    this.fetcher = new PageFetcher(backend, config.pageSize, config.fetchTimeoutMs)
     if (config.readaheadPages > 0) {
       this.readahead = new SequentialReadahead(Math.min(4, config.readaheadPages), config.readaheadPages, this.pageCount)
     }
@@ -240,7 +241,7 @@ export class Pager {
       let data: ReadonlyArray<Uint8Array | undefined> | undefined
       try {
         const plan = this.plan(pages)
-        data = plan.toRead.length === 0 ? plan.result : this.complete(plan, this.backend.readSync(plan.toRead))
+        data = plan.toRead.length === 0 ? plan.result : this.merge(plan, this.fetcher.check(plan.toRead, this.backend.readSync(plan.toRead)))
       } catch {
         data = undefined
       }
@@ -272,30 +273,18 @@ export class Pager {
     if (this.activeBatches === 0 && this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w()
   }
 
+  /** The second tier and known-absent pages first; the rest from the backend, with retries. */
   private async fetchWithRetry(pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
-    const started = performance.now()
-    let delay = RETRY_FIRST_MS
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.fetch(pages)
-      } catch (err) {
-        if (err instanceof FaultlineError && err.code === 'ERR_BAD_PAGE') throw err
-        const elapsed = performance.now() - started
-        if (this.closed || elapsed + delay > this.config.fetchTimeoutMs) {
-          throw new FaultlineError('ERR_BACKEND', `faultline: reading pages ${describePages(pages)} from ${this.backend.info.name} failed after ${attempt} attempt(s) over ${Math.round(elapsed)} ms: ${errorMessage(err)}`, { pages, cause: err })
-        }
-        this.stats.add('fetchRetries')
-        this.emit({ kind: 'event', type: 'fetch-retry', pages, attempt, message: errorMessage(err) })
-        await sleep(delay)
-        delay = Math.min(delay * 2, RETRY_MAX_MS)
-      }
-    }
-  }
-
-  private async fetch(pages: number[]): Promise<ReadonlyArray<Uint8Array | undefined>> {
     const plan = this.plan(pages)
     if (plan.toRead.length === 0) return plan.result
-    return this.complete(plan, await this.backend.read(plan.toRead))
+    const read = await this.fetcher.readWithRetry(plan.toRead, {
+      stopped: () => this.closed,
+      onRetry: (attempt, err) => {
+        this.stats.add('fetchRetries')
+        this.emit({ kind: 'event', type: 'fetch-retry', pages: plan.toRead, attempt, message: errorMessage(err) })
+      },
+    })
+    return this.merge(plan, read)
   }
 
   /** Which pages need the backend: the rest come from the second tier or are known absent. */
@@ -320,21 +309,10 @@ export class Pager {
     return { result, toRead, slots }
   }
 
-  /** Checks what the backend answered and puts it in place: a wrong length is never installed. */
-  private complete(plan: FetchPlan, read: ReadonlyArray<Uint8Array | undefined>): ReadonlyArray<Uint8Array | undefined> {
-    const { backend } = this
-    const { result, toRead, slots } = plan
-    if (read.length !== toRead.length) {
-      throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} answered ${read.length} pages to a request for ${toRead.length}`, { pages: toRead })
-    }
-    for (let i = 0; i < toRead.length; i++) {
-      const page = read[i]
-      if (page !== undefined && page.byteLength !== this.config.pageSize) {
-        throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${backend.info.name} returned ${page.byteLength} bytes for page ${toRead[i]}, expected ${this.config.pageSize}; it is not installed`, { pages: [toRead[i]!] })
-      }
-      result[slots[i]!] = page
-    }
-    return result
+  /** Puts what the backend answered (already checked) in place among the planned pages. */
+  private merge(plan: FetchPlan, read: ReadonlyArray<Uint8Array | undefined>): ReadonlyArray<Uint8Array | undefined> {
+    for (let i = 0; i < plan.toRead.length; i++) plan.result[plan.slots[i]!] = read[i]
+    return plan.result
   }
 
   private install(page: number, data: Uint8Array | undefined): void {
@@ -475,6 +453,3 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}

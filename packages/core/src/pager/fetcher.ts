@@ -1,0 +1,73 @@
+/**
+ * Reading pages from a backend, checked and retried: shared by the fault
+ * path and `region.read()`.
+ *
+ * A backend answer is checked before anything uses it: one entry per page
+ * asked for, each exactly `pageSize` bytes or `undefined` (absent). Anything
+ * else is ERR_BAD_PAGE and is never installed truncated or padded. Failures
+ * are retried with exponential backoff (10 ms doubling to 1 s) until
+ * `fetchTimeoutMs`; errors that another attempt cannot fix (a bad page, a
+ * source that changed under the region) are not retried.
+ */
+import type { Backend } from '../backend/contract.js'
+import { FaultlineError, type FaultlineErrorCode } from '../errors.js'
+import { describePages } from './describe.js'
+
+const RETRY_FIRST_MS = 10
+const RETRY_MAX_MS = 1000
+const PERMANENT: ReadonlySet<FaultlineErrorCode> = new Set(['ERR_BAD_PAGE', 'ERR_SOURCE_CHANGED'])
+
+export type PageData = ReadonlyArray<Uint8Array | undefined>
+
+export interface RetryHooks {
+  /** A failed attempt that will be retried. */
+  onRetry?(attempt: number, err: unknown): void
+  /** True when retrying should stop early (the region is closing). */
+  stopped?(): boolean
+}
+
+export class PageFetcher {
+  constructor(
+    private readonly backend: Backend,
+    private readonly pageSize: number,
+    private readonly fetchTimeoutMs: number,
+  ) {}
+
+  /** Throws ERR_BAD_PAGE unless `read` has one page of the right length (or undefined) per index. */
+  check(pages: readonly number[], read: PageData): PageData {
+    const name = this.backend.info.name
+    if (read.length !== pages.length) {
+      throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${name} answered ${read.length} pages to a request for ${pages.length}`, { pages })
+    }
+    for (let i = 0; i < pages.length; i++) {
+      const page = read[i]
+      if (page !== undefined && page.byteLength !== this.pageSize) {
+        throw new FaultlineError('ERR_BAD_PAGE', `faultline: ${name} returned ${page.byteLength} bytes for page ${pages[i]}, expected ${this.pageSize}; it is not installed`, { pages: [pages[i]!] })
+      }
+    }
+    return read
+  }
+
+  /** `backend.read`, checked, retried with backoff until the deadline. */
+  async readWithRetry(pages: readonly number[], hooks: RetryHooks = {}): Promise<PageData> {
+    const started = performance.now()
+    let delay = RETRY_FIRST_MS
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.check(pages, await this.backend.read(pages))
+      } catch (err) {
+        if (err instanceof FaultlineError && PERMANENT.has(err.code)) {
+          throw err.pages !== undefined ? err : new FaultlineError(err.code, err.message, { pages: [...pages], cause: err.cause ?? err })
+        }
+        const elapsed = performance.now() - started
+        if (hooks.stopped?.() === true || elapsed + delay > this.fetchTimeoutMs) {
+          const message = err instanceof Error ? err.message : String(err)
+          throw new FaultlineError('ERR_BACKEND', `faultline: reading ${describePages(pages)} from ${this.backend.info.name} failed after ${attempt} attempt(s) over ${Math.round(elapsed)} ms: ${message}`, { pages: [...pages], cause: err })
+        }
+        hooks.onRetry?.(attempt, err)
+        await new Promise((resolve) => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, RETRY_MAX_MS)
+      }
+    }
+  }
+}
