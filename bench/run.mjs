@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends } from '@faultline/backends'
+import { remoteScenarios } from './remote.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, '.bench')
@@ -226,6 +227,9 @@ function touchWrite(view, pages) {
   }
   return { lat: Array.from(lat), ms: performance.now() - t0 }
 }
+
+// ---- S3 and HTTP (servers in a child process) -----------------------------------------
+await remoteScenarios({ quick, row })
 
 // ---- report --------------------------------------------------------------------------
 rmSync(dir, { recursive: true, force: true })
