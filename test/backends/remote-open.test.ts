@@ -6,19 +6,11 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
-import { openRegion, FaultlineError, type BackendSpec } from '@faultline/core'
+import { openRegion, type BackendSpec } from '@faultline/core'
 import { putObject, requestLog, s3Spec, uniqueKey } from '../helpers/remote.js'
+import { rejection } from '../helpers/errors.js'
 
 const PAGE = 65536
-
-async function rejection(p: Promise<unknown>): Promise<FaultlineError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(FaultlineError)
-  return err as FaultlineError
-}
 
 /** 3 pages and 100 bytes of a byte pattern that differs per page. */
 function odd(): Uint8Array {

@@ -1,20 +1,12 @@
 /** The S3 page store (pages mode): its metadata, geometry checks, sparse zero pages and mode selection. */
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3'
 import { describe, expect, inject, it } from 'vitest'
-import { openRegion, FaultlineError } from '@faultline/core'
+import { openRegion } from '@faultline/core'
 import { s3, s3Spec, uniqueKey } from '../helpers/remote.js'
+import { rejection } from '../helpers/errors.js'
 
 const PAGE = 16384
 const SIZE = 1 << 20
-
-async function rejection(p: Promise<unknown>): Promise<FaultlineError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(FaultlineError)
-  return err as FaultlineError
-}
 
 const pageKey = (prefix: string, index: number): string => `${prefix}/pages/${index.toString(16).padStart(10, '0')}`
 

@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { openRegion, FaultlineError } from '@faultline/core'
-
-async function rejection(p: Promise<unknown>): Promise<FaultlineError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(FaultlineError)
-  return err as FaultlineError
-}
+import { openRegion } from '@faultline/core'
+import { rejection } from '../helpers/errors.js'
 
 describe('openRegion option validation', () => {
   it('rejects size 0, naming the option', async () => {
