@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openRegion, type BackendSpec, type Region } from '@faultline/core'
 import { redisKeys } from '@faultline/backends'
 import { keySlot } from '../../packages/backends/src/redis/slot.js'
-import { RedisCluster, run } from '../helpers/redis-server.js'
+import { RedisCluster, RedisServer, run } from '../helpers/redis-server.js'
 import { clusterClient, clusterSpec, dropNamespace, pageKeys, uniqueNamespace } from '../helpers/redis.js'
 
 describe('redis cluster: layout', () => {
@@ -188,6 +188,22 @@ describe('redis cluster: slot migration and failover', () => {
       expect(Buffer.from(await again.read(0, size)).equals(Buffer.from(model.current))).toBe(true)
     } finally {
       await again.close()
+    }
+  })
+})
+
+describe('redis cluster: a cluster that is not ok', () => {
+  it('fails the open within twice connectTimeoutMs instead of hanging', async () => {
+    // A cluster node with no slots assigned: cluster_state:fail, so ioredis's ready check keeps failing.
+    const lone = await RedisServer.start({ cluster: true })
+    try {
+      const started = Date.now()
+      const open = openRegion({ size: 1 << 20, backend: clusterSpec(uniqueNamespace('down'), { connectTimeoutMs: 1000 }, [lone.address]) })
+      await expect(open).rejects.toMatchObject({ code: 'ERR_BACKEND', option: 'backend.url' })
+      await expect(open).rejects.toThrow(/the cluster was not ready .* within 2000 ms/)
+      expect(Date.now() - started).toBeLessThan(15_000)
+    } finally {
+      await lone.stop()
     }
   })
 })

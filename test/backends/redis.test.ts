@@ -204,10 +204,10 @@ describe('redis backend: one writer per namespace', () => {
   })
 
   it('renews the lease while the region is open', async () => {
-    const spec = fresh('renew', { leaseMs: 300 })
+    const spec = fresh('renew', { leaseMs: 1000 })
     const writer = await openRegion({ size: MiB, pageSize: 4 * KiB, backend: spec })
     try {
-      await new Promise((r) => setTimeout(r, 1000))
+      await new Promise((r) => setTimeout(r, 2500))
       expect(await client.get(redisKeys(spec).lease)).toMatch(new RegExp(`^${holder} `))
       expect(await client.pttl(redisKeys(spec).lease)).toBeGreaterThan(0)
     } finally {
@@ -216,7 +216,7 @@ describe('redis backend: one writer per namespace', () => {
   })
 
   it("lets the lease of a process that died expire, then another writer opens", async () => {
-    const spec = fresh('dead', { leaseMs: 1000 })
+    const spec = fresh('dead', { leaseMs: 3000 })
     const child = spawn(process.execPath, [leaseHolder, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] })
     const pid = await new Promise<string>((resolve, reject) => {
       child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))
@@ -224,11 +224,14 @@ describe('redis backend: one writer per namespace', () => {
     })
     child.kill('SIGKILL')
     await new Promise((r) => child.once('exit', r))
-    await expect(openRegion({ size: MiB, pageSize: 4 * KiB, backend: spec })).rejects.toThrow(`is already open read-write by ${pid}@${hostname()}`)
-    const deadline = Date.now() + 5000
+    // Straight after the death the lease is still there (the holder renewed it at most leaseMs / 3 ago).
+    const context = { pageSize: 4 * KiB, size: MiB, readOnly: false }
+    await expect(builtinBackends.redis!(spec, context)).rejects.toThrow(`is already open read-write by ${pid}@${hostname()}`)
+    expect(await client.pttl(redisKeys(spec).lease)).toBeGreaterThan(0)
+    const deadline = Date.now() + 10_000
     for (;;) {
       try {
-        await (await openRegion({ size: MiB, pageSize: 4 * KiB, backend: spec })).close()
+        await (await builtinBackends.redis!(spec, context)).close()
         break
       } catch (err) {
         if (Date.now() > deadline) throw err

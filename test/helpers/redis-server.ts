@@ -15,35 +15,41 @@ import { Redis, type RedisOptions } from 'ioredis'
 /** Ports handed out in this process (and their cluster bus ports), so two servers never pick the same one. */
 const taken = new Set<number>()
 
-let installed = false
-
 // Should this process end without stop() (a failed run, an interrupt), take the servers along.
 const running = new Set<ChildProcess>()
 process.once('exit', () => {
   for (const proc of running) proc.kill('SIGKILL')
 })
 
+const installed = new Set<string>()
+
 /** Makes sure `redis-server` and `redis-cli` exist, installing Debian's package when we are root. */
 export function ensureRedisInstalled(): void {
-  if (installed || (has('redis-server') && has('redis-cli'))) {
-    installed = true
+  ensureInstalled('redis-server', ['redis-server', 'redis-cli'])
+}
+
+/** Makes sure `programs` exist, installing Debian's `pkg` when they do not and we are root. */
+export function ensureInstalled(pkg: string, programs: string[]): void {
+  if (installed.has(pkg)) return
+  if (programs.every(has)) {
+    installed.add(pkg)
     return
   }
   if (process.getuid?.() !== 0) {
-    throw new Error('faultline tests: redis-server is not installed and we are not root to install it; run `sudo apt-get install -y redis-server` (the Redis suites talk to real servers)')
+    throw new Error(`faultline tests: ${programs.join('/')} not installed and we are not root to install it; run \`sudo apt-get install -y ${pkg}\` (the Redis suites talk to real servers)`)
   }
-  for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'redis-server']]) {
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', pkg]]) {
     const r = spawnSync('apt-get', args, { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
     if (r.status !== 0) {
-      throw new Error(`faultline tests: \`apt-get ${args.join(' ')}\` failed (exit ${r.status}); install redis-server by hand.\n${(r.stderr || r.stdout || String(r.error)).slice(-2000)}`)
+      throw new Error(`faultline tests: \`apt-get ${args.join(' ')}\` failed (exit ${r.status}); install ${pkg} by hand.\n${(r.stderr || r.stdout || String(r.error)).slice(-2000)}`)
     }
   }
-  if (!has('redis-server') || !has('redis-cli')) throw new Error('faultline tests: apt-get installed redis-server but redis-server/redis-cli are still not on PATH')
-  installed = true
+  if (!programs.every(has)) throw new Error(`faultline tests: apt-get installed ${pkg} but ${programs.join('/')} still not on PATH`)
+  installed.add(pkg)
 }
 
 function has(program: string): boolean {
-  return spawnSync(program, ['--version'], { stdio: 'ignore' }).status === 0
+  return spawnSync('sh', ['-c', 'command -v "$0"', program], { stdio: 'ignore' }).status === 0
 }
 
 function listenable(port: number): Promise<boolean> {
@@ -253,6 +259,24 @@ export class RedisCluster {
     } finally {
       for (const c of clients) c.disconnect()
     }
+  }
+
+  /**
+   * Sets cluster-node-timeout on every node: how long a node may not answer
+   * before the others fail it over. Nodes start with 2000 ms, which makes
+   * the cluster form quickly (gossip pings follow the timeout).
+   */
+  async setNodeTimeout(ms: number): Promise<void> {
+    await Promise.all(
+      this.servers.map(async (s) => {
+        const c = s.client()
+        try {
+          await c.config('SET', 'cluster-node-timeout', String(ms))
+        } finally {
+          c.disconnect()
+        }
+      }),
+    )
   }
 
   /** Seed addresses for clients: every node, `127.0.0.1:port`. */

@@ -16,6 +16,10 @@ declare module 'vitest' {
   }
 }
 
+// Shared by suites that run in parallel on two busy cores: a node starved for a
+// moment must not be failed over under them (suites that test failover start their own).
+const SHARED_NODE_TIMEOUT_MS = 10_000
+
 export async function start(provide: Provide): Promise<() => Promise<void>> {
   ensureRedisInstalled()
   const [standalone, cluster] = await Promise.allSettled([RedisServer.start(), RedisCluster.start(3, 1)])
@@ -25,6 +29,12 @@ export async function start(provide: Provide): Promise<() => Promise<void>> {
   if (standalone.status === 'rejected' || cluster.status === 'rejected') {
     await stop()
     throw standalone.status === 'rejected' ? standalone.reason : (cluster as PromiseRejectedResult).reason
+  }
+  try {
+    await cluster.value.setNodeTimeout(SHARED_NODE_TIMEOUT_MS)
+  } catch (err) {
+    await stop()
+    throw err
   }
   provide('redisUrl', standalone.value.url)
   provide('redisClusterNodes', cluster.value.nodes)

@@ -27,14 +27,17 @@ export async function connect(config: RedisConfig): Promise<RedisClient> {
   client.on('error', remember)
   client.on('node error', remember)
   try {
-    await client.connect()
+    if (client instanceof Cluster) await clusterReady(client, 2 * config.connectTimeoutMs)
+    else await client.connect()
     if (client instanceof Cluster) {
       // Open every master's connection now, not in the middle of the first batch.
       await Promise.all(client.nodes('master').map((node) => node.ping()))
     }
   } catch (err) {
     client.disconnect()
-    throw lastError !== undefined && /Connection is closed|None of startup nodes/i.test(String(err)) ? lastError : err
+    if (lastError === undefined) throw err
+    if (/Connection is closed|None of startup nodes/i.test(String(err))) throw lastError
+    throw new Error(`${err instanceof Error ? err.message : String(err)} (last error: ${lastError.message})`)
   } finally {
     client.off('error', remember)
     client.off('node error', remember)
@@ -42,6 +45,26 @@ export async function connect(config: RedisConfig): Promise<RedisClient> {
   client.on('error', noop)
   client.on('node error', noop)
   return client
+}
+
+/**
+ * Cluster.connect()'s promise never settles when its ready check fails (a
+ * cluster_state that is not ok, e.g. during a failover): ioredis reconnects
+ * and only the 'ready' event says when it worked. So wait for that, bounded.
+ */
+function clusterReady(cluster: Cluster, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: unknown): void => {
+      clearTimeout(timer)
+      cluster.off('ready', onReady)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onReady = (): void => done()
+    const timer = setTimeout(() => done(new Error(`the cluster was not ready (cluster_state:ok on a reachable node) within ${timeoutMs} ms`)), timeoutMs)
+    cluster.once('ready', onReady)
+    cluster.connect().catch(done)
+  })
 }
 
 function nodeOptions(config: RedisConfig, host: string): RedisOptions {

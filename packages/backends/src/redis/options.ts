@@ -41,7 +41,11 @@ export interface RedisBackendOptions {
    * dies, another writer may take the namespace this long after. Default 15000.
    */
   leaseMs?: number
-  /** Give up connecting (at open, and on each reconnect attempt) after this many ms. Default 5000. */
+  /**
+   * Give up a connection attempt after this many ms (at open, and on each
+   * reconnect). A Cluster must be ready (cluster_state:ok) within twice
+   * this at open. Default 5000.
+   */
   connectTimeoutMs?: number
   /**
    * Fail a command that has no reply after this many ms, so a hung server
