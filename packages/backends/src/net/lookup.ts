@@ -48,9 +48,9 @@ function byFamily(addresses: LookupAddress[], family: number): LookupAddress[] {
   return family === 4 || family === 6 ? addresses.filter((a) => a.family === family) : addresses
 }
 
-/** A lookup function with its own resolver and cache; one per backend. */
-export function createLookup(): LookupFn {
-  const resolver = new dns.Resolver({ timeout: 2_000, tries: 3 })
+/** Addresses for a host name, without the threadpool; one resolver and TTL cache per call of this. */
+export function createResolver(timeoutMs = 2_000): (hostname: string) => Promise<LookupAddress[]> {
+  const resolver = new dns.Resolver({ timeout: timeoutMs, tries: 3 })
   const cache = new Map<string, { addresses: LookupAddress[]; expires: number }>()
 
   async function resolve(hostname: string): Promise<LookupAddress[]> {
@@ -74,7 +74,12 @@ export function createLookup(): LookupFn {
     cache.set(name, { addresses, expires: Date.now() + ttlMs })
     return addresses
   }
+  return resolve
+}
 
+/** A lookup function with its own resolver and cache; one per backend. */
+export function createLookup(): LookupFn {
+  const resolve = createResolver()
   return (hostname, options, callback) => {
     const family = typeof options.family === 'number' ? options.family : 0
     const literal = isIP(hostname)
