@@ -10,6 +10,7 @@ import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends } from '@faultline/backends'
 import { remoteScenarios } from './remote.mjs'
+import { redisScenarios } from './redis.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, '.bench')
@@ -230,6 +231,7 @@ function touchWrite(view, pages) {
 
 // ---- S3 and HTTP (servers in a child process) -----------------------------------------
 await remoteScenarios({ quick, row })
+await redisScenarios({ quick, row })
 
 // ---- report --------------------------------------------------------------------------
 rmSync(dir, { recursive: true, force: true })
@@ -242,7 +244,7 @@ const lines = rows.map((r) => [
   fmt(r.p50_us, 1),
   fmt(r.p99_us, 1),
   fmt(r.ratio),
-  [r.vs_copy !== undefined ? `vs copy ${fmt(r.vs_copy)}` : '', r.faults !== undefined ? `faults ${r.faults}` : '', r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '', r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : ''].filter(Boolean).join(', '),
+  [r.vs_copy !== undefined ? `vs copy ${fmt(r.vs_copy)}` : '', r.vs_batched !== undefined ? `vs batched ${fmt(r.vs_batched)}` : '', r.faults !== undefined ? `faults ${r.faults}` : '', r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '', r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : ''].filter(Boolean).join(', '),
 ])
 const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
 const print = (cells) => console.log(`| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`)
