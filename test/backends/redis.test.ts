@@ -189,7 +189,7 @@ describe('redis backend: one writer per namespace', () => {
     const writer = await openRegion({ size: MiB, pageSize: 4 * KiB, backend: spec })
     try {
       const second = openRegion({ size: MiB, pageSize: 4 * KiB, backend: spec })
-      await expect(second).rejects.toMatchObject({ code: 'ERR_BACKEND', option: 'access' })
+      await expect(second).rejects.toMatchObject({ code: 'ERR_LOCKED', option: 'access' })
       await expect(second).rejects.toThrow(`is already open read-write by ${holder}`)
       writer.view(0, 1)[0] = 1
       await writer.flush()

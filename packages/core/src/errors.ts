@@ -23,6 +23,8 @@ export type FaultlineErrorCode =
   | 'ERR_PAGER_FAILED'
   /** A write was requested of a read-only backend or region. */
   | 'ERR_READ_ONLY'
+  /** Another region holds the store's single-writer lease (or took it after ours expired); the message names the holder. */
+  | 'ERR_LOCKED'
   /** Size/page size disagree with what the backend holds or cannot be determined. */
   | 'ERR_GEOMETRY'
 

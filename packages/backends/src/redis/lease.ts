@@ -46,7 +46,7 @@ export class Lease {
     if ((await client.set(key, value, 'PX', leaseMs, 'NX')) === 'OK') return new Lease(client, key, metaKey, value, leaseMs, name)
     const [other, ttl] = await Promise.all([client.get(key), client.pttl(key)])
     throw new FaultlineError(
-      'ERR_BACKEND',
+      'ERR_LOCKED',
       `faultline: ${name} is already open read-write by ${holderOf(other)}; one writer per namespace. Open it with access: 'read-only', or close the other region (a dead holder's lease expires within ${ttl > 0 ? ttl : leaseMs} ms)`,
       { option: 'access' },
     )
@@ -61,7 +61,7 @@ export class Lease {
     if (this.lostTo === undefined) await this.renew()
     if (this.dataLost) throw lostData(this.name)
     if (this.lostTo !== undefined) {
-      throw new FaultlineError('ERR_BACKEND', `faultline: ${this.name}: this region's writer lease expired and was taken by ${this.lostTo}; its writes are refused (the pages stay dirty)`)
+      throw new FaultlineError('ERR_LOCKED', `faultline: ${this.name}: this region's writer lease expired and was taken by ${this.lostTo}; its writes are refused (the pages stay dirty)`)
     }
   }
 
