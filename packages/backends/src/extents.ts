@@ -37,8 +37,4 @@ export class Extents {
     }
     return lo >= this.starts.length || this.starts[lo]! >= end
   }
-
-  get count(): number {
-    return this.starts.length
-  }
 }

@@ -25,8 +25,4 @@ export class SecondTier {
     if (bytes !== undefined) this.cache.delete(page)
     return bytes
   }
-
-  get bytes(): number {
-    return this.cache.calculatedSize
-  }
 }

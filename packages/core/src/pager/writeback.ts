@@ -208,10 +208,6 @@ export class WriteBack {
     return this.dirty.has(page) || this.flushing.has(page)
   }
 
-  get dirtyCount(): number {
-    return this.dirty.size + this.flushing.size
-  }
-
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
