@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
+import { randomPages } from './sampling.mjs'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 const PAGE = 65536
@@ -22,16 +23,6 @@ function startServers() {
     child.once('message', (info) => resolve({ ...info, stop: () => child.disconnect() }))
     child.once('exit', (code) => reject(new Error(`bench servers exited (code ${code})`)))
   })
-}
-
-function randomPages(pages, count, seed = 7) {
-  const chosen = new Set()
-  let s = seed
-  while (chosen.size < count) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0
-    chosen.add(s % pages)
-  }
-  return [...chosen]
 }
 
 const gbps = (bytes, ms) => bytes / ms / 1e6

@@ -10,6 +10,7 @@ import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends } from '@faultline/backends'
 import { remoteScenarios } from './remote.mjs'
+import { randomPages } from './sampling.mjs'
 import { redisScenarios } from './redis.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -68,16 +69,6 @@ function touch(view, offsets) {
   const ms = performance.now() - t0
   if (sink === -1) console.log(sink)
   return { lat: Array.from(lat), ms }
-}
-
-function randomPages(pages, count, seed = 7) {
-  const chosen = new Set()
-  let s = seed
-  while (chosen.size < Math.min(count, pages)) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0
-    chosen.add(s % pages)
-  }
-  return [...chosen]
 }
 
 function zipfPages(pages, count, skew = 0.99, seed = 11) {
