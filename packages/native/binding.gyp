@@ -8,6 +8,7 @@
         "src/uffd.cc",
         "src/mapping.cc",
         "src/poller.cc",
+        "src/ready_pages.cc",
         "src/files.cc",
         "src/pagemap.cc"
       ],

@@ -32,12 +32,18 @@ export class MemoryBackend implements Backend {
       throw optionError('memory', 'size', `must be a whole number of bytes (got ${String(options.size)})`)
     }
     const data = options.data
-    this.data = data === undefined || data.buffer instanceof SharedArrayBuffer ? data : data.slice()
+    this.data = data === undefined || data.buffer instanceof SharedArrayBuffer ? data : copyToShared(data)
     this.info = { name: 'memory', size: options.size ?? this.data?.byteLength, readOnly: false, maxBatchPages: 1024 }
   }
 
   isAbsent(index: number): boolean {
     return !this.pages.has(index) && (this.data === undefined || index * this.context.pageSize >= this.data.byteLength)
+  }
+
+  /** Whole pages of `data`: the watcher installs them itself, with no call into read(). */
+  sharedPages(): { data: Uint8Array; pages: number } | undefined {
+    if (this.data === undefined) return undefined
+    return { data: this.data, pages: Math.floor(this.data.byteLength / this.context.pageSize) }
   }
 
   async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
@@ -75,6 +81,13 @@ export class MemoryBackend implements Backend {
   async close(): Promise<void> {
     this.pages.clear()
   }
+}
+
+/** A private copy, in shared memory so the watcher can install pages from it. */
+function copyToShared(data: Uint8Array): Uint8Array {
+  const copy = new Uint8Array(new SharedArrayBuffer(data.byteLength))
+  copy.set(data)
+  return copy
 }
 
 export async function createMemoryBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {

@@ -5,6 +5,8 @@
  * never torn on the platforms userfaultfd exists on.
  */
 
+import type { ServeSlots } from '@faultline/native'
+
 export const COUNTERS = [
   'faults',
   'duplicateFaults',
@@ -50,6 +52,12 @@ export function bucketOf(us: number): number {
 
 function bucketUpperUs(bucket: number): number {
   return bucket === 0 ? 1 : 2 ** (bucket / SUB_BUCKETS)
+}
+
+/** Where the native watcher counts the faults it answers itself (see Watcher.serveNatively). */
+export function nativeServeSlots(): ServeSlots {
+  const i = counterIndex
+  return [i.faults, i.duplicateFaults, i.pagesFetched, i.bytesFetched, i.residentPages, i.latencyCount, i.latencyMaxUs, HIST_BASE, BUCKETS, SUB_BUCKETS, i.dirtyPages]
 }
 
 /** The pager's side: counters and the latency histogram. */

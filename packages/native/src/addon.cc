@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "faultline.h"
+#include "ready_pages.h"
 #include "uffd_compat.h"
 
 namespace faultline {
@@ -94,6 +95,7 @@ void SetConstants(Napi::Env env, Napi::Object exports) {
   set("MADV_POPULATE_WRITE", 23);
   set("EEXIST", EEXIST);
   set("EAGAIN", EAGAIN);
+  set("WATCH_SERVED", kServedEvent);
 
   c.Freeze();
   exports.Set("constants", c);

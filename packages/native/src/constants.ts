@@ -76,6 +76,8 @@ export const constants = {
   MADV_POPULATE_READ: 22,
   MADV_POPULATE_WRITE: 23,
   EEXIST: 17,
+  /** The event code a watcher writes over a fault it answered natively (kernel events are 0x12–0x17). */
+  WATCH_SERVED: 256,
   EAGAIN: 11,
   /** PAGEMAP_SCAN flag: write-protect the pages that match (needs a WP_ASYNC registration to take effect). */
   PM_SCAN_WP_MATCHING: 1 << 0,

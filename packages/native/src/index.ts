@@ -46,6 +46,43 @@ export interface RegisterMode {
 }
 
 /**
+ * Where `serveNatively` counts what it does, as indexes into the stats
+ * Float64Array, in this order: faults, duplicateFaults, pagesFetched,
+ * bytesFetched, residentPages, latencyCount, latencyMaxUs, histogramBase,
+ * histogramBuckets, subBuckets (latency buckets: 0 below 1 µs, then
+ * `subBuckets` per power of two, clamped to the last), dirtyPages (counted
+ * for a fault taken by a write when `readMode` includes WP: the page is
+ * installed writable, so it is dirty from the start).
+ */
+export type ServeSlots = [number, number, number, number, number, number, number, number, number, number, number]
+
+/**
+ * A running uffd watcher. Besides stopping it, it can answer faults on pages
+ * whose bytes are already in this process without calling into JS: the
+ * message still reaches the callback, with its event replaced by
+ * `constants.WATCH_SERVED` and its arg (`messages[4k+3]`) set to 1 if the
+ * page was installed then, 0 if it was already present (EEXIST).
+ * Every method is a no-op once the watcher has stopped.
+ */
+export interface Watcher {
+  stop(): void
+  /**
+   * Turns native serving on for the region at `address`: missing faults
+   * (never write-protect faults) on staged or source pages are installed with
+   * UFFDIO_COPY in `readMode` (or `writeMode` for a fault taken by a write),
+   * and counted in `stats` at `slots` before the copy wakes the faulter.
+   * A copy that keeps failing (EAGAIN, ENOMEM…) leaves the message to JS.
+   */
+  serveNatively(address: number, pageSize: number, pageCount: number, readMode: number, writeMode: number, stats: Float64Array, slots: ServeSlots): void
+  /** Pages [firstPage, firstPage+pageCount) read from `data`, which must be over a SharedArrayBuffer (kept alive). */
+  addSource(firstPage: number, pageCount: number, data: Uint8Array): void
+  /** Copies one page of bytes to native memory; a fault on `page` is installed from it, once. */
+  stage(page: number, bytes: Uint8Array): void
+  /** Forgets a staged page, copying it into `out` first if given; false if it was not staged. */
+  unstage(page: number, out?: Uint8Array): boolean
+}
+
+/**
  * The raw addon surface. Every function validates its arguments and throws a
  * TypeError/RangeError for bad ones; failing syscalls throw a
  * {@link NativeError} with `code` (errno name), `errno` and `syscall`.
@@ -145,7 +182,7 @@ export interface NativeAddon {
    * The callback runs on this thread: it must never touch memory registered
    * on `fd`, or this thread sleeps in the fault it is meant to serve.
    */
-  watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void): { stop(): void }
+  watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void): Watcher
 
   /**
    * ioctl(PAGEMAP_SCAN) on /proc/self/pagemap (opened once per process, O_RDONLY|O_CLOEXEC, kept open).

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "faultline.h"
+#include "ready_pages.h"
 
 namespace faultline {
 
@@ -34,12 +35,14 @@ struct Watcher {
   napi_async_cleanup_hook_handle cleanup = nullptr;
   bool closing = false;
   std::shared_ptr<Control> control;
+  std::unique_ptr<ReadyPages> ready;  // set by serveNatively()
 };
 
 void OnClosed(uv_handle_t* handle) {
   Watcher* w = static_cast<Watcher*>(handle->data);
   w->callback.Reset();
   w->messages.Reset();
+  w->ready.reset();
   if (w->control) w->control->watcher = nullptr;
   napi_async_cleanup_hook_handle cleanup = w->cleanup;
   delete w;
@@ -89,6 +92,9 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
       const long n = DrainMessages(w->fd, messages.Data(), capacity);
       if (n == 0) return;  // spurious wake-up: someone else drained the queue
       if (n < 0) BeginClose(w);
+      // Pages already here are installed before JS runs; JS still sees each
+      // message (marked served) to keep its books.
+      if (n > 0 && w->ready) w->ready->Serve(w->fd, messages.Data(), static_cast<size_t>(n));
       count = static_cast<double>(n);
     }
   }
@@ -99,6 +105,166 @@ Napi::Value Stop(const Napi::CallbackInfo& info) {
   auto* control = static_cast<std::shared_ptr<Control>*>(info.Data());
   if (control != nullptr && (*control)->watcher != nullptr) BeginClose((*control)->watcher);
   return info.Env().Undefined();
+}
+
+// The live watcher behind a method call, or null once it stopped.
+Watcher* LiveWatcher(const Napi::CallbackInfo& info) {
+  auto* control = static_cast<std::shared_ptr<Control>*>(info.Data());
+  return control == nullptr ? nullptr : (*control)->watcher;
+}
+
+// A typed array's bytes (works over a SharedArrayBuffer too), or null after throwing.
+uint8_t* TypedArrayBytes(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, size_t* length) {
+  napi_typedarray_type type;
+  size_t elements = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  if (!info[i].IsTypedArray() ||
+      napi_get_typedarray_info(info.Env(), info[i], &type, &elements, &data, &buffer, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    ThrowType(info.Env(), fn, "%s must be a Uint8Array", name);
+    return nullptr;
+  }
+  *length = elements;
+  return static_cast<uint8_t*>(data);
+}
+
+bool ReadSlots(const Napi::CallbackInfo& info, size_t i, ServeCounters* out) {
+  constexpr uint32_t kSlots = 11;
+  if (!info[i].IsArray() || info[i].As<Napi::Array>().Length() != kSlots) {
+    ThrowType(info.Env(), "serveNatively", "slots must be an array of %u counter indexes", kSlots);
+    return false;
+  }
+  Napi::Array slots = info[i].As<Napi::Array>();
+  uint32_t values[kSlots];
+  for (uint32_t k = 0; k < kSlots; k++) {
+    Napi::Value v = slots.Get(k);
+    if (!v.IsNumber()) {
+      ThrowType(info.Env(), "serveNatively", "slots[%u] must be a number", k);
+      return false;
+    }
+    values[k] = v.As<Napi::Number>().Uint32Value();
+  }
+  *out = ServeCounters{values[0], values[1], values[2], values[3], values[4],
+                       values[5], values[6], values[7], values[8], values[9], values[10]};
+  return true;
+}
+
+// serveNatively(address, pageSize, pageCount, readMode, writeMode, stats: Float64Array, slots: number[11])
+Napi::Value ServeNatively(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "serveNatively";
+  Watcher* w = LiveWatcher(info);
+  if (w == nullptr) return env.Undefined();
+  ServeConfig config;
+  if (!ArgU64(info, 0, fn, "address", &config.address) || !ArgU64(info, 1, fn, "pageSize", &config.page_size) ||
+      !ArgU64(info, 2, fn, "pageCount", &config.page_count) || !ArgU64(info, 3, fn, "readMode", &config.read_mode) ||
+      !ArgU64(info, 4, fn, "writeMode", &config.write_mode)) {
+    return env.Undefined();
+  }
+  if (config.page_size == 0 || config.page_size % PageSize() != 0) {
+    ThrowRange(env, fn, "pageSize must be a multiple of %zu", PageSize());
+    return env.Undefined();
+  }
+  if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowType(env, fn, "stats must be a Float64Array");
+    return env.Undefined();
+  }
+  Napi::Float64Array stats = info[5].As<Napi::Float64Array>();
+  if (!ReadSlots(info, 6, &config.slots)) return env.Undefined();
+  const ServeCounters& s = config.slots;
+  const uint32_t highest = std::max({s.faults, s.duplicate_faults, s.pages_fetched, s.bytes_fetched, s.resident_pages,
+                                     s.latency_count, s.latency_max_us, s.histogram_base + s.histogram_buckets - 1,
+                                     s.dirty_pages});
+  if (s.histogram_buckets == 0 || s.sub_buckets == 0 || highest >= stats.ElementLength()) {
+    ThrowRange(env, fn, "slots must index into stats (%zu cells)", stats.ElementLength());
+    return env.Undefined();
+  }
+  w->ready.reset(new ReadyPages(env, config, stats));
+  return env.Undefined();
+}
+
+ReadyPages* ReadyOf(const Napi::CallbackInfo& info, const char* fn) {
+  Watcher* w = LiveWatcher(info);
+  if (w == nullptr) return nullptr;
+  if (!w->ready) ThrowType(info.Env(), fn, "call serveNatively() first");
+  return w->ready.get();
+}
+
+// addSource(firstPage, pageCount, data: Uint8Array over a SharedArrayBuffer)
+Napi::Value AddSource(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "addSource";
+  ReadyPages* ready = ReadyOf(info, fn);
+  uint64_t first, count;
+  size_t length = 0;
+  if (ready == nullptr || !ArgU64(info, 0, fn, "firstPage", &first) || !ArgU64(info, 1, fn, "pageCount", &count)) {
+    return env.Undefined();
+  }
+  uint8_t* bytes = TypedArrayBytes(info, 2, fn, "data", &length);
+  if (bytes == nullptr) return env.Undefined();
+  Napi::TypedArray data = info[2].As<Napi::TypedArray>();
+  // A non-shared ArrayBuffer can be detached or transferred, freeing the bytes under us.
+  Napi::Value shared = env.Global().Get("SharedArrayBuffer");
+  Napi::Value buffer = data.Get("buffer");
+  if (env.IsExceptionPending()) return env.Undefined();
+  if (!shared.IsFunction() || !buffer.IsObject() || !buffer.As<Napi::Object>().InstanceOf(shared.As<Napi::Function>())) {
+    if (!env.IsExceptionPending()) ThrowType(env, fn, "data must be over a SharedArrayBuffer");
+    return env.Undefined();
+  }
+  if (length / ready->page_size() < count) {
+    ThrowRange(env, fn, "data holds %zu bytes, fewer than %llu pages", length, static_cast<unsigned long long>(count));
+    return env.Undefined();
+  }
+  ready->AddSource(first, count, data, bytes);
+  return env.Undefined();
+}
+
+// stage(page, bytes: Uint8Array of one page)
+Napi::Value Stage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ReadyPages* ready = ReadyOf(info, "stage");
+  uint64_t page;
+  size_t length = 0;
+  if (ready == nullptr || !ArgU64(info, 0, "stage", "page", &page)) return env.Undefined();
+  const uint8_t* bytes = TypedArrayBytes(info, 1, "stage", "bytes", &length);
+  if (bytes == nullptr) return env.Undefined();
+  if (length != ready->page_size()) {
+    ThrowRange(env, "stage", "bytes must be one page (%llu bytes), got %zu",
+               static_cast<unsigned long long>(ready->page_size()), length);
+    return env.Undefined();
+  }
+  ready->Stage(page, bytes);
+  return env.Undefined();
+}
+
+// unstage(page, out?: Uint8Array of one page) -> whether the page was staged
+Napi::Value Unstage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ReadyPages* ready = ReadyOf(info, "unstage");
+  uint64_t page;
+  if (ready == nullptr || !ArgU64(info, 0, "unstage", "page", &page)) return Napi::Boolean::New(env, false);
+  uint8_t* out = nullptr;
+  if (!info[1].IsUndefined()) {
+    size_t length = 0;
+    out = TypedArrayBytes(info, 1, "unstage", "out", &length);
+    if (out == nullptr) return env.Undefined();
+    if (length != ready->page_size()) {
+      ThrowRange(env, "unstage", "out must be one page (%llu bytes), got %zu",
+                 static_cast<unsigned long long>(ready->page_size()), length);
+      return env.Undefined();
+    }
+  }
+  return Napi::Boolean::New(env, ready->Unstage(page, out));
+}
+
+// A function bound to the watcher's control block; each owns a reference, so
+// any of them may outlive the others (and the watcher).
+Napi::Function Method(Napi::Env env, Napi::Function::Callback cb, const char* name, const std::shared_ptr<Control>& control) {
+  auto* ref = new std::shared_ptr<Control>(control);
+  Napi::Function fn = Napi::Function::New(env, cb, name, ref);
+  fn.AddFinalizer([](Napi::Env, std::shared_ptr<Control>* r) { delete r; }, ref);
+  return fn;
 }
 
 Napi::Value Watch(const Napi::CallbackInfo& info) {
@@ -150,11 +316,12 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     NAPI_THROW_IF_FAILED(env, status, env.Undefined());
   }
 
-  auto* control_ref = new std::shared_ptr<Control>(w->control);
-  Napi::Function stop = Napi::Function::New(env, Stop, "stop", control_ref);
-  stop.AddFinalizer([](Napi::Env, std::shared_ptr<Control>* ref) { delete ref; }, control_ref);
   Napi::Object result = Napi::Object::New(env);
-  result.Set("stop", stop);
+  result.Set("stop", Method(env, Stop, "stop", w->control));
+  result.Set("serveNatively", Method(env, ServeNatively, "serveNatively", w->control));
+  result.Set("addSource", Method(env, AddSource, "addSource", w->control));
+  result.Set("stage", Method(env, Stage, "stage", w->control));
+  result.Set("unstage", Method(env, Unstage, "unstage", w->control));
   return result;
 }
 

@@ -69,6 +69,14 @@ export interface Backend {
    */
   readSync?(indexes: readonly number[]): ReadonlyArray<Uint8Array | undefined>
   /**
+   * Pages that live in shared memory of this process: page `p` of the first
+   * `pages` is always `data[p * pageSize, (p + 1) * pageSize)`, including
+   * after {@link write}. `data` must be over a SharedArrayBuffer. Faults on
+   * them are then installed by the native watcher straight from `data`,
+   * without entering JS. Called once, when the region opens.
+   */
+  sharedPages?(): { data: Uint8Array; pages: number } | undefined
+  /**
    * Stores whole pages. Resolves when they are stored; durability against a
    * crash may wait for {@link sync}. A page is never stored partially.
    */

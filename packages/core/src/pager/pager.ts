@@ -44,6 +44,15 @@ interface FetchPlan {
   slots: number[]
 }
 
+/**
+ * The watcher's native side: a page staged there is installed on its fault
+ * before JS runs (see Watcher in @faultline/native).
+ */
+export interface PageStage {
+  stage(page: number, bytes: Uint8Array): void
+  unstage(page: number, out?: Uint8Array): boolean
+}
+
 /** Faults on a page believed resident before the pager concludes it was zapped behind its back. */
 const ZAPPED_AFTER_DUPLICATES = 4
 
@@ -71,6 +80,8 @@ export class Pager {
   private readonly held = new Map<number, Uint8Array | undefined>()
   private readonly markers = new Set<number>()
   private readonly fetcher: PageFetcher
+  /** Set when the watcher serves faults natively: readahead markers are staged there. */
+  staging: PageStage | undefined
 
   constructor(
     private readonly config: PagerConfig,
@@ -96,10 +107,14 @@ export class Pager {
     const now = performance.now()
     for (let m = 0; m < count; m++) {
       const event = messages[m * 4]!
-      if (event !== constants.UFFD_EVENT_PAGEFAULT) continue
+      if (event !== constants.UFFD_EVENT_PAGEFAULT && event !== constants.WATCH_SERVED) continue
       const flags = messages[m * 4 + 1]!
       const page = Math.floor((messages[m * 4 + 2]! - this.config.address) / this.config.pageSize)
       if (page < 0 || page >= this.pageCount) continue
+      if (event === constants.WATCH_SERVED) {
+        if (messages[m * 4 + 3] === 1) this.onServed(page, (flags & constants.UFFD_PAGEFAULT_FLAG_WRITE) !== 0)
+        continue
+      }
       // With MISSING|WP registered, a write to a page that is not there arrives
       // as a missing fault with WRITE only; WP is set only for present pages.
       if (flags & constants.UFFD_PAGEFAULT_FLAG_WP) this.onWriteFault(page)
@@ -107,6 +122,22 @@ export class Pager {
     }
     // The whole readable burst is queued: no need to wait for a microtask.
     this.drain()
+  }
+
+  /**
+   * The watcher installed this page itself (and counted the fault, the fetch
+   * and the residency): keep the books as install() would have.
+   */
+  private onServed(page: number, write: boolean): void {
+    const marker = this.held.delete(page)
+    if (this.secondTier?.consumed(page)) this.stats.add('secondTierHits')
+    this.evictor?.beforeInstall(page)
+    this.duplicatesOnResident.delete(page)
+    // Dirty before the evictor sees it: it drops clean pages without writing them.
+    if (write) this.writeBack?.onInstalledForWrite(page)
+    if (this.resident.add(page)) this.evictor?.onInstalled(page)
+    else this.stats.add('residentPages', -1) // on the books already: it was dropped behind our back
+    this.readAhead(marker ? this.readahead?.onMarker(page) : this.readahead?.onMiss(page))
   }
 
   private onWriteFault(page: number): void {
@@ -124,8 +155,7 @@ export class Pager {
     this.stats.add('faults')
     if (this.held.has(page)) {
       // The reader reached a readahead marker: its bytes are here already.
-      const data = this.held.get(page)
-      this.held.delete(page)
+      const data = this.takeHeld(page)
       this.inflight.set(page, { faultTimes: [now], prefetch: true, write })
       this.install(page, data)
       this.readAhead(this.readahead?.onMarker(page))
@@ -177,8 +207,7 @@ export class Pager {
     for (let p = first; p <= last; p++) {
       if (this.resident.has(p)) continue
       if (this.held.has(p)) {
-        const data = this.held.get(p)
-        this.held.delete(p)
+        const data = this.takeHeld(p)
         this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
         this.install(p, data)
         continue
@@ -197,6 +226,13 @@ export class Pager {
     }
     await Promise.all(pending)
     if (failures.length > 0) throw failures[0]
+  }
+
+  private takeHeld(page: number): Uint8Array | undefined {
+    const data = this.held.get(page)
+    this.held.delete(page)
+    this.staging?.unstage(page)
+    return data
   }
 
   private readonly settleWaiters = new Map<number, Array<() => void>>()
@@ -322,6 +358,8 @@ export class Pager {
       if (!faulted) {
         // Keep a copy: the backend may reuse its buffer after the next call.
         this.held.set(page, data?.slice())
+        // Staged, the reader's fault on it is answered before JS runs.
+        if (data !== undefined) this.staging?.stage(page, data)
         this.inflight.delete(page)
         this.settle(page)
         return

@@ -4,13 +4,13 @@
  * application's threads may all be asleep in page faults while it runs.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { native, featureNames, FEATURE_BITS, registerModeBits } from '@faultline/native'
+import { native, featureNames, FEATURE_BITS, registerModeBits, type Watcher } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
 import { readRange } from '../backend/read-range.js'
 import type { Backend } from '../backend/contract.js'
 import { FaultlineError, serializeError } from '../errors.js'
 import { resolveGeometry } from '../options.js'
-import { StatsWriter } from '../stats.js'
+import { StatsWriter, nativeServeSlots } from '../stats.js'
 import { Pager } from './pager.js'
 import { WriteBack } from './writeback.js'
 import { makeWrittenScanner } from './scan.js'
@@ -62,7 +62,9 @@ async function start(): Promise<void> {
         post,
       )
     }
-    const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes) : undefined
+    const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
+    serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
+    const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes, options.pageSize, watcher) : undefined
     pager.secondTier = tier
     if (options.maxResident !== undefined) {
       const limit = Math.floor(options.maxResident / options.pageSize)
@@ -74,7 +76,6 @@ async function start(): Promise<void> {
         beforeDrop: tier === undefined ? undefined : (p) => tier.keep(p, memory.view(p * options.pageSize, options.pageSize)),
       }, stats, (err) => post({ kind: 'event', type: 'writeback-error', pages: [...((err as FaultlineError).pages ?? [])], message: String((err as Error).message) }))
     }
-    const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
     const opened = backend
     // region.read(): from the backend, not the mapping; close waits for them.
     const reads = new Set<Promise<unknown>>()
@@ -109,6 +110,21 @@ async function start(): Promise<void> {
     post({ kind: 'failed', error: serializeError(err) })
     port.close()
   }
+}
+
+/**
+ * Faults on pages whose bytes are already here (staged readahead markers,
+ * the second tier, a backend's shared memory) are installed by the watcher
+ * before JS runs; the pager only keeps the books afterwards.
+ */
+function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: StatsWriter, region: { address: number; size: number; pageSize: number }): void {
+  const pageCount = region.size / region.pageSize
+  const readMode = pager.writeBack?.installMode(false) ?? 0
+  const writeMode = pager.writeBack?.installMode(true) ?? 0
+  watcher.serveNatively(region.address, region.pageSize, pageCount, readMode, writeMode, stats.cells, nativeServeSlots())
+  pager.staging = watcher
+  const shared = backend.sharedPages?.()
+  if (shared !== undefined && shared.pages > 0) watcher.addSource(0, Math.min(shared.pages, pageCount), shared.data)
 }
 
 /** Readahead never takes more than a quarter of a resident bound. */

@@ -1,0 +1,167 @@
+#include "ready_pages.h"
+
+#include <errno.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "faultline.h"
+#include "uffd_compat.h"
+
+namespace faultline {
+
+namespace {
+
+// EAGAIN means the mm is changing under us; give up after this many tries and
+// let the JS path (which retries with its own bound) take the fault.
+constexpr int kMaxAgain = 64;
+
+double NowUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+}  // namespace
+
+ReadyPages::ReadyPages(napi_env env, const ServeConfig& config, Napi::Float64Array stats)
+    : env_(env), config_(config), stats_ref_(Napi::Persistent(stats)), stats_(stats.Data()) {}
+
+ReadyPages::~ReadyPages() {
+  // Staged bytes were reported to V8 as external memory: give the count back.
+  if (!staged_.empty()) {
+    int64_t ignored;
+    napi_adjust_external_memory(env_, -static_cast<int64_t>(staged_.size() * config_.page_size), &ignored);
+  }
+}
+
+void ReadyPages::AddSource(uint64_t first_page, uint64_t count, Napi::TypedArray data, uint8_t* bytes) {
+  sources_.push_back(Source{first_page, count, bytes, Napi::Persistent(data)});
+}
+
+void ReadyPages::Stage(uint64_t page, const uint8_t* bytes) {
+  auto& slot = staged_[page];
+  if (!slot) {
+    slot.reset(new uint8_t[config_.page_size]);
+    int64_t ignored;
+    napi_adjust_external_memory(env_, static_cast<int64_t>(config_.page_size), &ignored);
+  }
+  memcpy(slot.get(), bytes, config_.page_size);
+}
+
+bool ReadyPages::Unstage(uint64_t page, uint8_t* out) {
+  auto it = staged_.find(page);
+  if (it == staged_.end()) return false;
+  if (out != nullptr) memcpy(out, it->second.get(), config_.page_size);
+  staged_.erase(it);
+  int64_t ignored;
+  napi_adjust_external_memory(env_, -static_cast<int64_t>(config_.page_size), &ignored);
+  return true;
+}
+
+const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) const {
+  auto it = staged_.find(page);
+  if (it != staged_.end()) {
+    *staged = true;
+    return it->second.get();
+  }
+  *staged = false;
+  for (const Source& s : sources_) {
+    if (page >= s.first && page - s.first < s.count) return s.bytes + (page - s.first) * config_.page_size;
+  }
+  return nullptr;
+}
+
+int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode) const {
+  const uint64_t sys_page = PageSize();
+  uint64_t done = 0;
+  bool installed_any = false;
+  int again = 0;
+  while (done < config_.page_size) {
+    uffdio_copy copy;
+    memset(&copy, 0, sizeof copy);
+    copy.dst = address + done;
+    copy.src = reinterpret_cast<uintptr_t>(bytes + done);
+    copy.len = config_.page_size - done;
+    copy.mode = mode;
+    const int rc = ioctl(fd, UFFDIO_COPY, &copy);
+    if (copy.copy > 0) {
+      done += static_cast<uint64_t>(copy.copy);
+      installed_any = true;
+      continue;
+    }
+    const int err = rc == 0 ? 0 : errno;
+    if (copy.copy == -EEXIST || err == EEXIST) {
+      // Someone installed this part first; its waiters still need waking.
+      uffdio_range wake{address + done, sys_page};
+      ioctl(fd, UFFDIO_WAKE, &wake);
+      done += sys_page;
+    } else if ((copy.copy == -EAGAIN || err == EAGAIN) && ++again < kMaxAgain) {
+      continue;
+    } else {
+      return done == 0 ? -1 : (installed_any ? 1 : 0);
+    }
+  }
+  return installed_any ? 1 : 0;
+}
+
+void ReadyPages::RecordLatency(double us) {
+  const ServeCounters& s = config_.slots;
+  // The same buckets as stats.ts bucketOf(): sub_buckets per power of two.
+  double bucket = 0;
+  if (us >= 1) bucket = std::min<double>(s.histogram_buckets - 1, 1 + std::floor(std::log2(us) * s.sub_buckets));
+  stats_[s.histogram_base + static_cast<uint32_t>(bucket)] += 1;
+  Count(s.latency_count, 1);
+  if (us > stats_[s.latency_max_us]) stats_[s.latency_max_us] = us;
+}
+
+void ReadyPages::Serve(int fd, double* messages, size_t count) {
+  const ServeCounters& s = config_.slots;
+  for (size_t m = 0; m < count; m++) {
+    double* msg = messages + 4 * m;
+    if (msg[0] != UFFD_EVENT_PAGEFAULT) continue;
+    const uint64_t flags = static_cast<uint64_t>(msg[1]);
+    if (flags & UFFD_PAGEFAULT_FLAG_WP) continue;  // a write to a present page: JS tracks it
+    const uint64_t address = static_cast<uint64_t>(msg[2]);
+    if (address < config_.address) continue;
+    const uint64_t page = (address - config_.address) / config_.page_size;
+    if (page >= config_.page_count) continue;
+    bool staged = false;
+    const uint8_t* bytes = Find(page, &staged);
+    if (bytes == nullptr) continue;
+    const double start = NowUs();
+    const uint64_t mode = (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? config_.write_mode : config_.read_mode;
+    const uint64_t page_address = config_.address + page * config_.page_size;
+    // Counted before the copy: the copy wakes the faulting thread, which may
+    // read stats() before this thread runs again. Undone if the copy fails.
+    Count(s.faults, 1);
+    Count(s.pages_fetched, 1);
+    Count(s.bytes_fetched, static_cast<double>(config_.page_size));
+    Count(s.resident_pages, 1);
+    // Written pages are tracked when reads install write-protected: this one
+    // is installed writable for its writer, so it is dirty from the start.
+    const bool dirty = (flags & UFFD_PAGEFAULT_FLAG_WRITE) && (config_.read_mode & UFFDIO_COPY_MODE_WP);
+    if (dirty) Count(s.dirty_pages, 1);
+    const int result = Install(fd, page_address, bytes, mode);
+    if (result != 1) {
+      Count(s.pages_fetched, -1);
+      Count(s.bytes_fetched, -static_cast<double>(config_.page_size));
+      Count(s.resident_pages, -1);
+      if (dirty) Count(s.dirty_pages, -1);
+    }
+    if (result < 0) {
+      Count(s.faults, -1);
+      continue;  // JS takes it from the backend, with its own retries
+    }
+    if (result == 0) Count(s.duplicate_faults, 1);
+    else RecordLatency(NowUs() - start);
+    if (staged) Unstage(page, nullptr);  // used, or stale: the page is there already
+    msg[0] = kServedEvent;
+    msg[3] = result;
+  }
+}
+
+}  // namespace faultline
