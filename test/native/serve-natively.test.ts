@@ -8,8 +8,8 @@ import { PAGE, nextMessage, pattern, region, sleepSync, startWorker, watchdog } 
 const MISSING = constants.UFFDIO_REGISTER_MODE_MISSING
 const WP = constants.UFFDIO_REGISTER_MODE_WP
 // faults, duplicateFaults, pagesFetched, bytesFetched, residentPages, latencyCount, latencyMaxUs, histogram at 10..41, dirtyPages
-const SLOTS: ServeSlots = [0, 1, 2, 3, 4, 5, 6, 10, 32, 8, 7]
-const [FAULTS, DUPLICATES, FETCHED, BYTES, RESIDENT, LATENCY_COUNT, , , , , DIRTY] = SLOTS
+const SLOTS: ServeSlots = [0, 1, 2, 3, 4, 5, 6, 10, 32, 8, 7, 9]
+const [FAULTS, DUPLICATES, FETCHED, BYTES, RESIDENT, LATENCY_COUNT, , , , , DIRTY, SERVED] = SLOTS
 
 interface Seen {
   event: number
@@ -66,9 +66,10 @@ describe('serveNatively', () => {
     watcher.stage(2, staged)
     const dog = watchdog(r.fd, r.base, r.length)
     const worker = reader(r.base, 4, [0, 1, 2, 3])
+    const read = nextMessage(worker, 'values') // listen at once: a message with no listener is lost
     try {
       await dog.ready
-      const { values } = await nextMessage(worker, 'values')
+      const { values } = await read
       expect(values).toEqual([source[1], source[PAGE + 1], staged[1], fallback[3 * PAGE + 1]])
       expect(seen.map((s) => [s.event, s.page, s.arg])).toEqual([
         [constants.WATCH_SERVED, 0, 1],
@@ -77,7 +78,7 @@ describe('serveNatively', () => {
         [constants.UFFD_EVENT_PAGEFAULT, 3, 0],
       ])
       // Page 3 went to JS: only the three served pages are counted natively.
-      expect([stats[FAULTS!], stats[FETCHED!], stats[BYTES!], stats[RESIDENT!], stats[LATENCY_COUNT!]]).toEqual([3, 3, 3 * PAGE, 3, 3])
+      expect([stats[FAULTS!], stats[FETCHED!], stats[BYTES!], stats[RESIDENT!], stats[LATENCY_COUNT!], stats[SERVED!]]).toEqual([3, 3, 3 * PAGE, 3, 3, 3])
       expect(watcher.unstage(2)).toBe(false) // a staged page is used once
       expect(dog.fired()).toBe(false)
     } finally {
@@ -98,15 +99,16 @@ describe('serveNatively', () => {
     const dog = watchdog(r.fd, r.base, r.length)
     await dog.ready
     const worker = reader(r.base, 1, [0])
+    const read = nextMessage(worker, 'values')
     try {
       // Hold this thread (and so the watcher) until the fault is queued, then
       // install the page behind the watcher's back without waking anyone.
       sleepSync(300)
       expect(native.uffdCopy(r.fd, r.base, source, 0, PAGE, constants.UFFDIO_COPY_MODE_DONTWAKE)).toBe(PAGE)
-      const { values } = await nextMessage(worker, 'values')
+      const { values } = await read
       expect(values).toEqual([source[1]])
       expect(seen.map((s) => [s.event, s.arg])).toEqual([[constants.WATCH_SERVED, 0]])
-      expect([stats[FAULTS!], stats[DUPLICATES!], stats[FETCHED!], stats[RESIDENT!]]).toEqual([1, 1, 0, 0])
+      expect([stats[FAULTS!], stats[DUPLICATES!], stats[FETCHED!], stats[RESIDENT!], stats[SERVED!]]).toEqual([1, 1, 0, 0, 1])
       expect(dog.fired()).toBe(false)
     } finally {
       watcher.stop()
@@ -138,8 +140,9 @@ describe('serveNatively', () => {
       `,
       { base: r.base, PAGE },
     )
+    const done = nextMessage(worker, 'done')
     try {
-      const { before, after } = await nextMessage(worker, 'done')
+      const { before, after } = await done
       expect(before).toBe(source[1])
       expect(after).toEqual([200, 201])
       const W = constants.UFFD_PAGEFAULT_FLAG_WRITE

@@ -32,6 +32,7 @@ export const COUNTERS = [
   'secondTierHits',
   'latencyCount',
   'latencyMaxUs',
+  'servedNatively',
 ] as const
 export type Counter = (typeof COUNTERS)[number]
 
@@ -57,7 +58,7 @@ function bucketUpperUs(bucket: number): number {
 /** Where the native watcher counts the faults it answers itself (see Watcher.serveNatively). */
 export function nativeServeSlots(): ServeSlots {
   const i = counterIndex
-  return [i.faults, i.duplicateFaults, i.pagesFetched, i.bytesFetched, i.residentPages, i.latencyCount, i.latencyMaxUs, HIST_BASE, BUCKETS, SUB_BUCKETS, i.dirtyPages]
+  return [i.faults, i.duplicateFaults, i.pagesFetched, i.bytesFetched, i.residentPages, i.latencyCount, i.latencyMaxUs, HIST_BASE, BUCKETS, SUB_BUCKETS, i.dirtyPages, i.servedNatively]
 }
 
 /** The pager's side: counters and the latency histogram. */
@@ -137,6 +138,12 @@ export interface RegionStats {
   refetchedPages: number
   /** Refetches answered from the second tier without the backend. */
   secondTierHits: number
+  /**
+   * Faults answered by the native watcher before any JS ran: pages already in
+   * the process (a memory backend's shared pages, a held readahead page, the
+   * second tier). Included in `faults`.
+   */
+  servedNatively: number
   /** How writes are tracked: `none` for read-only regions. */
   writeTracking: WriteTrackingMode
   /** Fault service latency, as seen by the pager. */
@@ -182,6 +189,7 @@ export function readStats(buffer: SharedArrayBuffer, writeTracking: WriteTrackin
     evictedPages: get('evictedPages'),
     refetchedPages: get('refetchedPages'),
     secondTierHits: get('secondTierHits'),
+    servedNatively: get('servedNatively'),
     writeTracking,
     faultLatencyUs: { count, p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: get('latencyMaxUs') },
   }

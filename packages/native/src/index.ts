@@ -52,9 +52,10 @@ export interface RegisterMode {
  * histogramBuckets, subBuckets (latency buckets: 0 below 1 µs, then
  * `subBuckets` per power of two, clamped to the last), dirtyPages (counted
  * for a fault taken by a write when `readMode` includes WP: the page is
- * installed writable, so it is dirty from the start).
+ * installed writable, so it is dirty from the start), served (faults
+ * answered natively, duplicates included).
  */
-export type ServeSlots = [number, number, number, number, number, number, number, number, number, number, number]
+export type ServeSlots = [number, number, number, number, number, number, number, number, number, number, number, number]
 
 /**
  * A running uffd watcher. Besides stopping it, it can answer faults on pages

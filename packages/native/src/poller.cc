@@ -130,7 +130,7 @@ uint8_t* TypedArrayBytes(const Napi::CallbackInfo& info, size_t i, const char* f
 }
 
 bool ReadSlots(const Napi::CallbackInfo& info, size_t i, ServeCounters* out) {
-  constexpr uint32_t kSlots = 11;
+  constexpr uint32_t kSlots = 12;
   if (!info[i].IsArray() || info[i].As<Napi::Array>().Length() != kSlots) {
     ThrowType(info.Env(), "serveNatively", "slots must be an array of %u counter indexes", kSlots);
     return false;
@@ -146,11 +146,11 @@ bool ReadSlots(const Napi::CallbackInfo& info, size_t i, ServeCounters* out) {
     values[k] = v.As<Napi::Number>().Uint32Value();
   }
   *out = ServeCounters{values[0], values[1], values[2], values[3], values[4],
-                       values[5], values[6], values[7], values[8], values[9], values[10]};
+                       values[5], values[6], values[7], values[8], values[9], values[10], values[11]};
   return true;
 }
 
-// serveNatively(address, pageSize, pageCount, readMode, writeMode, stats: Float64Array, slots: number[11])
+// serveNatively(address, pageSize, pageCount, readMode, writeMode, stats: Float64Array, slots: number[12])
 Napi::Value ServeNatively(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "serveNatively";
@@ -175,7 +175,7 @@ Napi::Value ServeNatively(const Napi::CallbackInfo& info) {
   const ServeCounters& s = config.slots;
   const uint32_t highest = std::max({s.faults, s.duplicate_faults, s.pages_fetched, s.bytes_fetched, s.resident_pages,
                                      s.latency_count, s.latency_max_us, s.histogram_base + s.histogram_buckets - 1,
-                                     s.dirty_pages});
+                                     s.dirty_pages, s.served});
   if (s.histogram_buckets == 0 || s.sub_buckets == 0 || highest >= stats.ElementLength()) {
     ThrowRange(env, fn, "slots must index into stats (%zu cells)", stats.ElementLength());
     return env.Undefined();

@@ -108,18 +108,29 @@ int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t
   return installed_any ? 1 : 0;
 }
 
-void ReadyPages::RecordLatency(double us) {
+uint32_t ReadyPages::LatencyBucket(double us) const {
   const ServeCounters& s = config_.slots;
   // The same buckets as stats.ts bucketOf(): sub_buckets per power of two.
-  double bucket = 0;
-  if (us >= 1) bucket = std::min<double>(s.histogram_buckets - 1, 1 + std::floor(std::log2(us) * s.sub_buckets));
-  stats_[s.histogram_base + static_cast<uint32_t>(bucket)] += 1;
-  Count(s.latency_count, 1);
-  if (us > stats_[s.latency_max_us]) stats_[s.latency_max_us] = us;
+  if (!(us >= 1)) return 0;
+  return static_cast<uint32_t>(std::min<double>(s.histogram_buckets - 1, 1 + std::floor(std::log2(us) * s.sub_buckets)));
+}
+
+void ReadyPages::ChargeInstall(double sign, bool dirty, uint32_t bucket, double us) {
+  const ServeCounters& s = config_.slots;
+  Count(s.faults, sign);
+  Count(s.served, sign);
+  Count(s.pages_fetched, sign);
+  Count(s.bytes_fetched, sign * static_cast<double>(config_.page_size));
+  Count(s.resident_pages, sign);
+  if (dirty) Count(s.dirty_pages, sign);
+  Count(s.histogram_base + bucket, sign);
+  Count(s.latency_count, sign);
+  if (sign > 0 && us > stats_[s.latency_max_us]) stats_[s.latency_max_us] = us;
 }
 
 void ReadyPages::Serve(int fd, double* messages, size_t count) {
   const ServeCounters& s = config_.slots;
+  const double read_at = NowUs();  // the messages were read just now
   for (size_t m = 0; m < count; m++) {
     double* msg = messages + 4 * m;
     if (msg[0] != UFFD_EVENT_PAGEFAULT) continue;
@@ -132,32 +143,24 @@ void ReadyPages::Serve(int fd, double* messages, size_t count) {
     bool staged = false;
     const uint8_t* bytes = Find(page, &staged);
     if (bytes == nullptr) continue;
-    const double start = NowUs();
     const uint64_t mode = (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? config_.write_mode : config_.read_mode;
-    const uint64_t page_address = config_.address + page * config_.page_size;
-    // Counted before the copy: the copy wakes the faulting thread, which may
-    // read stats() before this thread runs again. Undone if the copy fails.
-    Count(s.faults, 1);
-    Count(s.pages_fetched, 1);
-    Count(s.bytes_fetched, static_cast<double>(config_.page_size));
-    Count(s.resident_pages, 1);
     // Written pages are tracked when reads install write-protected: this one
     // is installed writable for its writer, so it is dirty from the start.
     const bool dirty = (flags & UFFD_PAGEFAULT_FLAG_WRITE) && (config_.read_mode & UFFDIO_COPY_MODE_WP);
-    if (dirty) Count(s.dirty_pages, 1);
-    const int result = Install(fd, page_address, bytes, mode);
-    if (result != 1) {
-      Count(s.pages_fetched, -1);
-      Count(s.bytes_fetched, -static_cast<double>(config_.page_size));
-      Count(s.resident_pages, -1);
-      if (dirty) Count(s.dirty_pages, -1);
+    // Counted (latency too, as the JS path does) before the copy wakes the
+    // faulting thread, which may read stats() at once; undone if it fails.
+    const double us = NowUs() - read_at;
+    const uint32_t bucket = LatencyBucket(us);
+    ChargeInstall(1, dirty, bucket, us);
+    const int result = Install(fd, config_.address + page * config_.page_size, bytes, mode);
+    if (result != 1) ChargeInstall(-1, dirty, bucket, us);
+    if (result < 0) continue;  // JS takes it from the backend, with its own retries
+    if (result == 0) {
+      // Already present: a duplicate of a fault someone else answered.
+      Count(s.faults, 1);
+      Count(s.served, 1);
+      Count(s.duplicate_faults, 1);
     }
-    if (result < 0) {
-      Count(s.faults, -1);
-      continue;  // JS takes it from the backend, with its own retries
-    }
-    if (result == 0) Count(s.duplicate_faults, 1);
-    else RecordLatency(NowUs() - start);
     if (staged) Unstage(page, nullptr);  // used, or stale: the page is there already
     msg[0] = kServedEvent;
     msg[3] = result;

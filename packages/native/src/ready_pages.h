@@ -27,6 +27,7 @@ struct ServeCounters {
   uint32_t faults, duplicate_faults, pages_fetched, bytes_fetched, resident_pages;
   uint32_t latency_count, latency_max_us, histogram_base, histogram_buckets, sub_buckets;
   uint32_t dirty_pages;  // counted for a write fault when read faults install write-protected
+  uint32_t served;       // faults answered here
 };
 
 struct ServeConfig {
@@ -67,7 +68,9 @@ class ReadyPages {
   // 1: installed, 0: already present (EEXIST), -1: could not (left to JS).
   int Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode) const;
   void Count(uint32_t slot, double delta) { stats_[slot] += delta; }
-  void RecordLatency(double us);
+  uint32_t LatencyBucket(double us) const;
+  // Counts one installed page (sign 1), or takes the count back (sign -1).
+  void ChargeInstall(double sign, bool dirty, uint32_t bucket, double us);
 
   napi_env env_;
   ServeConfig config_;
