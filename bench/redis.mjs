@@ -68,12 +68,11 @@ export async function redisScenarios({ quick, row }) {
       s = (Math.imul(s, 1103515245) + 12345) >>> 0
       random.push(s % pages)
     }
-    for (const [scenario, order] of [['redis seq scan 64K', Array.from({ length: pages }, (_, i) => i)], ['redis random 64K', random]]) {
-      let t0 = performance.now()
-      let sink = 0
+    let sink = 0
+    const oneAwait = async (order) => {
       for (const p of order) sink += (await server.client.getBuffer(keys.page(p)))?.[0] ?? 0
-      const one = row(scenario, 'explicit: one await getBuffer per page', rate(performance.now() - t0, order.length))
-      t0 = performance.now()
+    }
+    const batchedLoop = async (order) => {
       const batches = []
       for (let i = 0; i < order.length; i += 64) batches.push(order.slice(i, i + 64))
       let next = 0
@@ -83,20 +82,40 @@ export async function redisScenarios({ quick, row }) {
           for (const b of await server.client.mgetBuffer(...batch.map((p) => keys.page(p)))) sink += b?.[0] ?? 0
         }
       }))
-      const batched = row(scenario, 'explicit: mgetBuffer, 64 keys, 4 in flight', rate(performance.now() - t0, order.length), one)
+    }
+    let faults = 0
+    const mapped = async (order) => {
       const region = await openRegion({ backend: spec, pageSize: PAGE, access: 'read-only' })
       try {
         const v = region.view()
-        t0 = performance.now()
+        const t0 = performance.now()
         for (const p of order) sink += v[p * PAGE]
-        const r = row(scenario, 'faultline, mapped', rate(performance.now() - t0, order.length), one)
-        r.vs_batched = r.gbps / batched.gbps
-        r.faults = region.stats().faults
+        faults = region.stats().faults
+        return performance.now() - t0
       } finally {
         await region.close()
       }
-      if (sink === -1) console.log(sink)
     }
+    /** Best of two runs: the first pays for JIT, socket buffers and fresh guest memory. */
+    const best = async (fn, order) => {
+      let ms = Infinity
+      for (let run = 0; run < 2; run++) {
+        const t0 = performance.now()
+        const inner = await fn(order)
+        ms = Math.min(ms, inner ?? performance.now() - t0)
+      }
+      return rate(ms, order.length)
+    }
+    // Warm the server, the client and this process's memory once for everyone.
+    await batchedLoop(Array.from({ length: pages }, (_, i) => i))
+    for (const [scenario, order] of [['redis seq scan 64K', Array.from({ length: pages }, (_, i) => i)], ['redis random 64K', random]]) {
+      const one = row(scenario, 'explicit: one await getBuffer per page', await best(oneAwait, order))
+      const batched = row(scenario, 'explicit: mgetBuffer, 64 keys, 4 in flight', await best(batchedLoop, order), one)
+      const r = row(scenario, 'faultline, mapped', await best(mapped, order), one)
+      r.vs_batched = r.gbps / batched.gbps
+      r.faults = faults
+    }
+    if (sink === -1) console.log(sink)
   } finally {
     server.stop()
   }

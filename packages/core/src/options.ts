@@ -37,7 +37,10 @@ export interface RegionOptions {
   fetchTimeoutMs?: number
   /**
    * Most pages asked of the backend in one request. Faults that arrive
-   * together are batched up to this many. Default 64.
+   * together, and readahead windows, are cut into batches of this many, all
+   * in flight at once; each batch is installed as soon as it arrives, so
+   * smaller batches let a reader start sooner. Default: 1 MiB worth of
+   * pages, at most 64 (64 at 4 KiB pages, 16 at 64 KiB).
    */
   maxBatchPages?: number
   /**
@@ -157,7 +160,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('fetchTimeoutMs', `must be a number of milliseconds ≥ 0, or Infinity (got ${describe(o.fetchTimeoutMs)})`)
   }
 
-  const maxBatchPages = o.maxBatchPages ?? 64
+  const maxBatchPages = o.maxBatchPages ?? defaultBatchPages(pageSize)
   if (!isPositiveInteger(maxBatchPages) || maxBatchPages > 4096) {
     throw invalidOption('maxBatchPages', `must be a whole number from 1 to 4096 (got ${describe(o.maxBatchPages)})`)
   }
@@ -180,6 +183,17 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     maxResident: normalizeMaxResident(o.maxResident, pageSize, writeTracking),
     secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident),
   }
+}
+
+/**
+ * About 1 MiB per request. Sequential scans at 64 KiB pages, 16- against
+ * 64-page batches in interleaved runs: Redis median 0.19 against 0.175 GB/s
+ * (best 0.37 against 0.25), HTTP 0.14–0.20 against 0.12–0.13, S3 the same:
+ * with 4 MiB batches the reader waits for a whole batch before its first
+ * page is installed.
+ */
+function defaultBatchPages(pageSize: number): number {
+  return Math.max(1, Math.min(64, Math.floor(2 ** 20 / pageSize)))
 }
 
 function normalizeSecondTier(value: unknown, maxResident: unknown): number {
