@@ -1,6 +1,7 @@
 import { invalidOption, FaultlineError } from './errors.js'
 import type { BackendSpec } from './backend/contract.js'
 import { parseBackendUrl } from './backend/url.js'
+import { ResidentPool } from './pool.js'
 
 /** Options of {@link openRegion}. */
 export interface RegionOptions {
@@ -73,9 +74,19 @@ export interface RegionOptions {
   maxResident?: number
   /**
    * Bytes of evicted clean pages to keep in the pager's heap (an LRU), so a
-   * refault is answered without the backend. Needs `maxResident`. Default 0.
+   * refault is answered without the backend. Needs `maxResident` or
+   * `residentPool`. Default 0.
    */
   secondTierBytes?: number
+  /**
+   * A budget shared with other regions (`createResidentPool({ maxBytes })`):
+   * a bound on the resident memory of all of them together, e.g. of the
+   * whole process. Pass the same pool to every region it should cover; on
+   * another thread, `ResidentPool.attach(pool.handle)`. Works with or
+   * without `maxResident`, and like it needs `sync` write tracking in
+   * read-write regions. Default: none.
+   */
+  residentPool?: ResidentPool
 }
 
 export interface ReadaheadOptions {
@@ -108,6 +119,8 @@ export interface NormalizedOptions {
   readaheadBytes: number
   maxResident: number | undefined
   secondTierBytes: number
+  /** The pool's SharedArrayBuffer: it crosses to the pager thread as is. */
+  residentPool: SharedArrayBuffer | undefined
 }
 
 export const DEFAULT_PAGE_SIZE = 65536
@@ -124,7 +137,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes', 'residentPool'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
@@ -181,7 +194,8 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     writeBack: normalizeWriteBack(o.writeBack),
     readaheadBytes: normalizeReadahead(o.readahead),
     maxResident: normalizeMaxResident(o.maxResident, pageSize, writeTracking),
-    secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident),
+    secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident ?? o.residentPool),
+    residentPool: normalizeResidentPool(o.residentPool, writeTracking),
   }
 }
 
@@ -199,7 +213,7 @@ function defaultBatchPages(pageSize: number): number {
 function normalizeSecondTier(value: unknown, maxResident: unknown): number {
   if (value === undefined || value === 0) return 0
   if (!isPositiveInteger(value)) throw invalidOption('secondTierBytes', `must be a whole number of bytes (got ${describe(value)})`)
-  if (maxResident === undefined) throw invalidOption('secondTierBytes', 'needs maxResident: without eviction nothing is ever put in the second tier')
+  if (maxResident === undefined) throw invalidOption('secondTierBytes', 'needs maxResident or residentPool: without eviction nothing is ever put in the second tier')
   return value
 }
 
@@ -212,6 +226,17 @@ function normalizeMaxResident(value: unknown, pageSize: number, writeTracking: s
     throw invalidOption('maxResident', 'cannot be combined with writeTracking "async": a write racing an eviction could be lost; use "sync" or "auto"')
   }
   return value
+}
+
+function normalizeResidentPool(value: unknown, writeTracking: string): SharedArrayBuffer | undefined {
+  if (value === undefined) return undefined
+  if (!(value instanceof ResidentPool)) {
+    throw invalidOption('residentPool', `must be a pool made by createResidentPool() (or ResidentPool.attach(handle) on another thread) (got ${describe(value)})`)
+  }
+  if (writeTracking === 'async') {
+    throw invalidOption('residentPool', 'cannot be combined with writeTracking "async": a write racing an eviction could be lost; use "sync" or "auto"')
+  }
+  return value.handle
 }
 
 export const DEFAULT_READAHEAD_BYTES = 8 * 2 ** 20

@@ -10,6 +10,12 @@
  * page is fetched again), dirty pages only after a write-back — the evictor
  * starts a flush and comes back to them when it is done.
  *
+ * A region in a resident pool (see pool.ts) also counts its pages there. An
+ * install that takes the pool past its bound makes this region evict its
+ * share of the excess (in proportion to what it holds) and, if the pool is
+ * still over, wakes the other members to evict theirs: the bound holds for
+ * the whole pool once they have run, which is why it can overshoot briefly.
+ *
  * Only with sync write tracking: a write racing the eviction then blocks in
  * a write-protect fault until the page is gone, and refaults on a fresh copy
  * from the backend. With async tracking such a write would vanish.
@@ -18,6 +24,7 @@ import { native, constants } from '@faultline/native'
 import type { StatsWriter } from '../stats.js'
 import { runs } from './describe.js'
 import { PageSet } from './pageset.js'
+import type { PoolMember } from '../pool.js'
 
 export interface EvictionHost {
   isResident(page: number): boolean
@@ -44,6 +51,10 @@ export class Evictor {
   /** Pages evicted at least once, to count refetches. */
   private readonly evicted: PageSet
 
+  /**
+   * @param limitPages the region's own bound (`maxResident` in pages), or Infinity
+   * @param pool the resident pool the region is a member of, if any
+   */
   constructor(
     private readonly limitPages: number,
     private readonly address: number,
@@ -52,6 +63,7 @@ export class Evictor {
     private readonly host: EvictionHost,
     private readonly stats: StatsWriter,
     private readonly onError: (err: unknown) => void,
+    private readonly pool?: PoolMember,
   ) {
     this.installStamp = new Uint32Array(pageCount)
     this.evicted = new PageSet(pageCount)
@@ -68,11 +80,28 @@ export class Evictor {
     this.queue.push(page)
     this.stamps.push(this.counter)
     this.residentCount++
-    if (this.residentCount > this.limitPages) this.evict()
+    this.pool?.add(1)
+    if (this.residentCount > this.limitPages) this.evict(Math.floor(this.limitPages * LOW_WATERMARK))
+    else if (this.pool?.isOver()) {
+      // Everyone gives back a share, this region first.
+      this.onPoolPressure()
+      this.pool.raise()
+    }
   }
 
-  private evict(): void {
-    const target = Math.floor(this.limitPages * LOW_WATERMARK)
+  /** The pool is over its bound: drop this region's share of the excess. */
+  onPoolPressure(): void {
+    const share = this.pool?.shareOfExcess(this.residentCount, LOW_WATERMARK) ?? 0
+    if (share > 0) this.evict(this.residentCount - share)
+  }
+
+  /** The region is closing: its pages leave the pool with it. */
+  release(): void {
+    this.pool?.leave(this.residentCount)
+    this.residentCount = 0
+  }
+
+  private evict(target: number): void {
     const victims: number[] = []
     const kept: Array<[number, number]> = []
     let sawDirty = false
@@ -111,6 +140,7 @@ export class Evictor {
       native.madvise(this.address + first * this.pageSize, count * this.pageSize, constants.MADV_DONTNEED)
     }
     this.residentCount -= pages.length
+    this.pool?.remove(pages.length)
     this.stats.add('evictedPages', pages.length)
     this.stats.add('residentPages', -pages.length)
   }
@@ -125,7 +155,8 @@ export class Evictor {
       )
       .finally(() => {
         this.flushing = undefined
-        if (this.residentCount > this.limitPages) this.evict()
+        if (this.residentCount > this.limitPages) this.evict(Math.floor(this.limitPages * LOW_WATERMARK))
+        else if (this.pool?.isOver()) this.onPoolPressure()
       })
   }
 
@@ -142,6 +173,7 @@ export class Evictor {
     if (this.installStamp[page] !== 0) {
       this.installStamp[page] = 0
       this.residentCount--
+      this.pool?.remove(1)
     }
   }
 }

@@ -16,6 +16,7 @@ import { WriteBack } from './writeback.js'
 import { makeWrittenScanner } from './scan.js'
 import { Evictor } from './eviction.js'
 import { SecondTier } from './second-tier.js'
+import { PoolMember, ResidentPool } from '../pool.js'
 import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 
@@ -41,7 +42,8 @@ async function start(): Promise<void> {
     }
     const { size, dataSize } = resolveGeometry(options.size, backend.info.size, options.pageSize)
     // Eviction needs writers to block while a page is dropped: sync tracking.
-    const tracking = readOnly ? 'none' : chooseTracking(options.maxResident === undefined ? options.writeTracking : 'sync')
+    const bounded = options.maxResident !== undefined || options.residentPool !== undefined
+    const tracking = readOnly ? 'none' : chooseTracking(bounded ? 'sync' : options.writeTracking)
     const features =
       FEATURE_BITS.THREAD_ID |
       (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
@@ -66,15 +68,18 @@ async function start(): Promise<void> {
     serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
     const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes, options.pageSize, watcher) : undefined
     pager.secondTier = tier
-    if (options.maxResident !== undefined) {
-      const limit = Math.floor(options.maxResident / options.pageSize)
+    const pool = options.residentPool === undefined ? undefined : new PoolMember(options.residentPool, options.pageSize)
+    if (bounded) {
+      const limit = options.maxResident === undefined ? Infinity : Math.floor(options.maxResident / options.pageSize)
       pager.evictor = new Evictor(limit, address, options.pageSize, size / options.pageSize, {
         isResident: (p) => pager.isResident(p),
         dropResident: (p) => pager.dropResident(p),
         isDirty: (p) => pager.writeBack?.isDirty(p) ?? false,
         flush: () => pager.writeBack?.flush() ?? Promise.resolve(),
         beforeDrop: tier === undefined ? undefined : (p) => tier.keep(p, memory.view(p * options.pageSize, options.pageSize)),
-      }, stats, (err) => post({ kind: 'event', type: 'writeback-error', pages: [...((err as FaultlineError).pages ?? [])], message: String((err as Error).message) }))
+      }, stats, (err) => post({ kind: 'event', type: 'writeback-error', pages: [...((err as FaultlineError).pages ?? [])], message: String((err as Error).message) }), pool)
+      const evictor = pager.evictor
+      pool?.listen(() => evictor.onPoolPressure())
     }
     const opened = backend
     // region.read(): from the backend, not the mapping; close waits for them.
@@ -97,6 +102,7 @@ async function start(): Promise<void> {
       await pager.idle()
       await Promise.allSettled(reads)
       memory.close()
+      pager.evictor?.release()
       native.uffdUnregister(fd, address, size)
       native.closeFd(fd)
       native.retireMapping(address)
@@ -127,10 +133,10 @@ function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: 
   if (shared !== undefined && shared.pages > 0) watcher.addSource(0, Math.min(shared.pages, pageCount), shared.data)
 }
 
-/** Readahead never takes more than a quarter of a resident bound. */
+/** Readahead never takes more than a quarter of a resident bound (the region's or its pool's). */
 function readaheadPages(o: typeof options): number {
-  const pages = Math.floor(o.readaheadBytes / o.pageSize)
-  return o.maxResident === undefined ? pages : Math.min(pages, Math.floor(o.maxResident / o.pageSize / 4))
+  const bound = Math.min(o.maxResident ?? Infinity, o.residentPool === undefined ? Infinity : ResidentPool.attach(o.residentPool).maxBytes)
+  return Math.min(Math.floor(o.readaheadBytes / o.pageSize), Math.floor(bound / o.pageSize / 4))
 }
 
 function chooseTracking(wanted: 'auto' | 'sync' | 'async'): 'sync-wp' | 'async-wp' {
