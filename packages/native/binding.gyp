@@ -9,6 +9,7 @@
         "src/mapping.cc",
         "src/poller.cc",
         "src/ready_pages.cc",
+        "src/abandon.cc",
         "src/files.cc",
         "src/pagemap.cc"
       ],

@@ -50,4 +50,14 @@ describe('backend failures are never silent', () => {
     expect(r.stderr).toMatch(/page 2/)
     expect(r.stderr).toMatch(/SIGBUS/)
   })
+
+  it('a faulting access whose pager thread died gets SIGBUS, not a sleep for ever', () => {
+    // The pager reads the fault, then throws: the message is consumed and nobody is left to answer it.
+    const r = spawnSync(process.execPath, [touchBadPage, 'crash', '60000'], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.error).toBeUndefined() // not killed by the timeout
+    expect(r.stdout).not.toMatch(/value/)
+    expect(r.signal).toBe('SIGBUS')
+    expect(r.stderr).toMatch(/a bug in the pager thread/)
+    expect(r.stderr).toMatch(/ended without closing it/)
+  })
 })

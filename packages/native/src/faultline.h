@@ -51,6 +51,12 @@ inline double MaskToNumber(uint64_t mask) {
 // read fails with anything but EAGAIN.
 long DrainMessages(int fd, double* out, size_t capacity);
 
+// ---- abandon.cc -------------------------------------------------------------
+
+// Hands a uffd whose pager is gone to a detached native thread that answers
+// every fault in [address, address+length) with UFFDIO_POISON (SIGBUS).
+void PoisonAbandoned(int fd, uint64_t address, uint64_t length);
+
 void InitUffd(Napi::Env env, Napi::Object exports);
 void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);

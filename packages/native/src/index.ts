@@ -81,6 +81,15 @@ export interface Watcher {
   stage(page: number, bytes: Uint8Array): void
   /** Forgets a staged page, copying it into `out` first if given; false if it was not staged. */
   unstage(page: number, out?: Uint8Array): boolean
+  /**
+   * If this thread ends without calling `stop()` (an uncaught exception, a
+   * terminated Worker), a detached native thread takes over a duplicate of
+   * the uffd: it says so on stderr, wakes every thread waiting in
+   * `[address, address+length)` so each faults again, and answers every
+   * missing fault with UFFDIO_POISON (SIGBUS) — never zeros — and every
+   * write-protect fault by lifting the protection. Nobody sleeps for ever.
+   */
+  poisonOnAbandon(address: number, length: number): void
 }
 
 /**

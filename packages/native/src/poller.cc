@@ -36,6 +36,9 @@ struct Watcher {
   bool closing = false;
   std::shared_ptr<Control> control;
   std::unique_ptr<ReadyPages> ready;  // set by serveNatively()
+  // Set by poisonOnAbandon(): the region handed to a reaper if the env ends before stop().
+  uint64_t abandon_address = 0;
+  uint64_t abandon_length = 0;
 };
 
 void OnClosed(uv_handle_t* handle) {
@@ -59,7 +62,10 @@ void BeginClose(Watcher* w) {
 }
 
 void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
-  BeginClose(static_cast<Watcher*>(arg));
+  Watcher* w = static_cast<Watcher*>(arg);
+  // The thread is ending and nobody called stop(): its pager is gone.
+  if (!w->closing && w->abandon_length != 0) PoisonAbandoned(w->fd, w->abandon_address, w->abandon_length);
+  BeginClose(w);
 }
 
 void Deliver(Watcher* w, Napi::Env env, double count, Napi::Float64Array messages) {
@@ -148,6 +154,17 @@ bool ReadSlots(const Napi::CallbackInfo& info, size_t i, ServeCounters* out) {
   *out = ServeCounters{values[0], values[1], values[2], values[3], values[4],
                        values[5], values[6], values[7], values[8], values[9], values[10], values[11]};
   return true;
+}
+
+// poisonOnAbandon(address, length)
+Napi::Value PoisonOnAbandon(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Watcher* w = LiveWatcher(info);
+  uint64_t address, length;
+  if (w == nullptr || !ArgRange(info, 0, "poisonOnAbandon", "address", "length", &address, &length)) return env.Undefined();
+  w->abandon_address = address;
+  w->abandon_length = length;
+  return env.Undefined();
 }
 
 // serveNatively(address, pageSize, pageCount, readMode, writeMode, stats: Float64Array, slots: number[12])
@@ -322,6 +339,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   result.Set("addSource", Method(env, AddSource, "addSource", w->control));
   result.Set("stage", Method(env, Stage, "stage", w->control));
   result.Set("unstage", Method(env, Unstage, "unstage", w->control));
+  result.Set("poisonOnAbandon", Method(env, PoisonOnAbandon, "poisonOnAbandon", w->control));
   return result;
 }
 

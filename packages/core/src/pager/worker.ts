@@ -3,6 +3,7 @@
  * userfaultfd and the fault service. Its event loop is its own: the
  * application's threads may all be asleep in page faults while it runs.
  */
+import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import { native, featureNames, FEATURE_BITS, registerModeBits, type Watcher } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
@@ -66,6 +67,8 @@ async function start(): Promise<void> {
     }
     const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
     serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
+    // If this thread dies (a bug, a terminated Worker), faults get SIGBUS instead of hanging.
+    watcher.poisonOnAbandon(address, size)
     const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes, options.pageSize, watcher) : undefined
     pager.secondTier = tier
     const pool = options.residentPool === undefined ? undefined : new PoolMember(options.residentPool, options.pageSize)
@@ -198,5 +201,17 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
     }
   })
 }
+
+// A bug here must not leave faulting threads asleep: say what happened (the
+// application's threads may all be asleep, so nobody else will), then end
+// the thread; the watcher's abandon guard (poisonOnAbandon) turns every
+// fault on the region into SIGBUS from then on.
+process.on('uncaughtException', (err) => {
+  try {
+    writeSync(2, `faultline: the pager thread failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  } finally {
+    process.exit(70)
+  }
+})
 
 void start()

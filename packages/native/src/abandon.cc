@@ -1,0 +1,81 @@
+// What happens to a uffd whose pager thread is gone without stopping its
+// watcher (an uncaught exception, a terminated Worker): a faulting thread
+// would sleep in the kernel for ever, and one whose message the dead pager
+// had already read would never even be asked about again. A detached native
+// thread takes over a duplicate of the descriptor, wakes every waiter in the
+// region so each faults again, and answers every fault from then on with
+// UFFDIO_POISON: the access gets SIGBUS, as a failed fetch does. It never
+// installs zeros. A write-protect fault on a present page is let through.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "faultline.h"
+#include "uffd_compat.h"
+
+namespace faultline {
+
+namespace {
+
+void Answer(int fd, const uffd_msg& msg, uint64_t sys_page) {
+  if (msg.event != UFFD_EVENT_PAGEFAULT) return;
+  const uint64_t page = msg.arg.pagefault.address & ~(sys_page - 1);
+  if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+    uffdio_writeprotect wp;
+    memset(&wp, 0, sizeof wp);
+    wp.range = {page, sys_page};
+    ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+    return;
+  }
+  fl_uffdio_poison poison;
+  memset(&poison, 0, sizeof poison);
+  poison.range = {page, sys_page};
+  if (ioctl(fd, UFFDIO_POISON, &poison) != 0 && errno == EEXIST) {
+    uffdio_range wake{page, sys_page};  // it is there after all: let the thread go
+    ioctl(fd, UFFDIO_WAKE, &wake);
+  }
+}
+
+void Reap(int fd, uint64_t address, uint64_t length) {
+  const uint64_t sys_page = PageSize();
+  uffdio_range all{address, length};
+  ioctl(fd, UFFDIO_WAKE, &all);
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int n = poll(&p, 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p.revents & (POLLERR | POLLNVAL)) break;
+    uffd_msg msgs[16];
+    const ssize_t got = read(fd, msgs, sizeof msgs);
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      break;
+    }
+    for (ssize_t k = 0; k < got / static_cast<ssize_t>(sizeof(uffd_msg)); k++) Answer(fd, msgs[k], sys_page);
+  }
+  close(fd);
+}
+
+}  // namespace
+
+void PoisonAbandoned(int fd, uint64_t address, uint64_t length) {
+  // Our own descriptor: the original may be closed and its number reused.
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return;
+  dprintf(2,
+          "faultline: the pager thread of the region at 0x%llx ended without closing it; "
+          "from now on an access to a page of it that is not resident gets SIGBUS\n",
+          static_cast<unsigned long long>(address));
+  std::thread(Reap, own, address, length).detach();
+}
+
+}  // namespace faultline
