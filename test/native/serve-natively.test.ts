@@ -3,7 +3,8 @@
 // (event WATCH_SERVED) so the pager can keep its books.
 import { describe, expect, it } from 'vitest'
 import { constants, native, type ServeSlots, type Watcher } from '@faultline/native'
-import { PAGE, nextMessage, pattern, region, sleepSync, startWorker, watchdog } from './helpers.js'
+import type { Worker } from 'node:worker_threads'
+import { PAGE, nextMessage, pattern, region, sleepSync, startWorker, watchdog, type Region } from './helpers.js'
 
 const MISSING = constants.UFFDIO_REGISTER_MODE_MISSING
 const WP = constants.UFFDIO_REGISTER_MODE_WP
@@ -53,23 +54,49 @@ function shared(bytes: Uint8Array): Uint8Array {
   return out
 }
 
+interface Served {
+  r: Region
+  watcher: Watcher
+  seen: Seen[]
+  stats: Float64Array
+  /** Workers to terminate when the test ends. */
+  workers: Worker[]
+}
+
+/** A registered region with a recording watcher serving natively, a watchdog, and cleanup. */
+async function withServed(
+  setup: { pages: number; mode: number; features?: number; readMode?: number; fallback: Uint8Array },
+  body: (s: Served) => Promise<void>,
+): Promise<void> {
+  const r = region(setup.pages, setup.mode, setup.features ?? 0)
+  const stats = new Float64Array(64)
+  const { watcher, seen } = watchRecording(r.fd, r.base, setup.fallback)
+  watcher.serveNatively(r.base, PAGE, setup.pages, setup.readMode ?? 0, 0, stats, SLOTS)
+  const dog = watchdog(r.fd, r.base, r.length)
+  const workers: Worker[] = []
+  try {
+    await dog.ready
+    await body({ r, watcher, seen, stats, workers })
+    expect(dog.fired()).toBe(false)
+  } finally {
+    watcher.stop()
+    await dog.cancel()
+    await Promise.all(workers.map((w) => w.terminate()))
+    r.dispose()
+  }
+}
+
 describe('serveNatively', () => {
   it('installs source pages and staged pages before JS runs, and counts them', async () => {
-    const r = region(4, MISSING)
     const source = shared(pattern(4, 3))
     const staged = pattern(1, 99)
     const fallback = pattern(4, 50)
-    const stats = new Float64Array(64)
-    const { watcher, seen } = watchRecording(r.fd, r.base, fallback)
-    watcher.serveNatively(r.base, PAGE, 4, 0, 0, stats, SLOTS)
-    watcher.addSource(0, 2, source) // pages 0 and 1
-    watcher.stage(2, staged)
-    const dog = watchdog(r.fd, r.base, r.length)
-    const worker = reader(r.base, 4, [0, 1, 2, 3])
-    const read = nextMessage(worker, 'values') // listen at once: a message with no listener is lost
-    try {
-      await dog.ready
-      const { values } = await read
+    await withServed({ pages: 4, mode: MISSING, fallback }, async ({ r, watcher, seen, stats, workers }) => {
+      watcher.addSource(0, 2, source) // pages 0 and 1
+      watcher.stage(2, staged)
+      const worker = reader(r.base, 4, [0, 1, 2, 3])
+      workers.push(worker)
+      const { values } = await nextMessage(worker, 'values')
       expect(values).toEqual([source[1], source[PAGE + 1], staged[1], fallback[3 * PAGE + 1]])
       expect(seen.map((s) => [s.event, s.page, s.arg])).toEqual([
         [constants.WATCH_SERVED, 0, 1],
@@ -80,27 +107,16 @@ describe('serveNatively', () => {
       // Page 3 went to JS: only the three served pages are counted natively.
       expect([stats[FAULTS!], stats[FETCHED!], stats[BYTES!], stats[RESIDENT!], stats[LATENCY_COUNT!], stats[SERVED!]]).toEqual([3, 3, 3 * PAGE, 3, 3, 3])
       expect(watcher.unstage(2)).toBe(false) // a staged page is used once
-      expect(dog.fired()).toBe(false)
-    } finally {
-      watcher.stop()
-      await dog.cancel()
-      await worker.terminate()
-      r.dispose()
-    }
+    })
   })
 
   it('reports a page that is already present as served with arg 0 (EEXIST), and wakes its faulter', async () => {
-    const r = region(1, MISSING)
     const source = shared(pattern(1, 7))
-    const stats = new Float64Array(64)
-    const { watcher, seen } = watchRecording(r.fd, r.base, pattern(1, 8))
-    watcher.serveNatively(r.base, PAGE, 1, 0, 0, stats, SLOTS)
-    watcher.addSource(0, 1, source)
-    const dog = watchdog(r.fd, r.base, r.length)
-    await dog.ready
-    const worker = reader(r.base, 1, [0])
-    const read = nextMessage(worker, 'values')
-    try {
+    await withServed({ pages: 1, mode: MISSING, fallback: pattern(1, 8) }, async ({ r, watcher, seen, stats, workers }) => {
+      watcher.addSource(0, 1, source)
+      const worker = reader(r.base, 1, [0])
+      workers.push(worker)
+      const read = nextMessage(worker, 'values') // listen at once: a message with no listener is lost
       // Hold this thread (and so the watcher) until the fault is queued, then
       // install the page behind the watcher's back without waking anyone.
       sleepSync(300)
@@ -109,40 +125,29 @@ describe('serveNatively', () => {
       expect(values).toEqual([source[1]])
       expect(seen.map((s) => [s.event, s.arg])).toEqual([[constants.WATCH_SERVED, 0]])
       expect([stats[FAULTS!], stats[DUPLICATES!], stats[FETCHED!], stats[RESIDENT!], stats[SERVED!]]).toEqual([1, 1, 0, 0, 1])
-      expect(dog.fired()).toBe(false)
-    } finally {
-      watcher.stop()
-      await dog.cancel()
-      await worker.terminate()
-      r.dispose()
-    }
+    })
   })
 
   it('installs with readMode or writeMode by fault kind, and leaves write-protect faults to JS', async () => {
-    const r = region(2, MISSING | WP, native.constants.UFFD_FEATURE_PAGEFAULT_FLAG_WP as number)
     const source = shared(pattern(2, 5))
-    const { watcher, seen } = watchRecording(r.fd, r.base, source)
-    const stats = new Float64Array(64)
-    watcher.serveNatively(r.base, PAGE, 2, constants.UFFDIO_COPY_MODE_WP, 0, stats, SLOTS)
-    watcher.addSource(0, 2, source)
-    const dog = watchdog(r.fd, r.base, r.length)
-    await dog.ready
-    const worker = startWorker(
-      `
-      const view = new Uint8Array(native.externalBuffer(workerData.base, 2 * workerData.PAGE));
-      const before = view[1];
-      view[1] = 200;                  // page 0: read-installed with WP, so this write faults again
-      view[workerData.PAGE + 1] = 201; // page 1: a missing fault taken by a write, installed writable
-      view[workerData.PAGE + 2] = 202;
-      const after = [view[1], view[workerData.PAGE + 1]];
-      native.detachBuffer(view.buffer);
-      parentPort.postMessage({ type: 'done', before, after });
-      `,
-      { base: r.base, PAGE },
-    )
-    const done = nextMessage(worker, 'done')
-    try {
-      const { before, after } = await done
+    const setup = { pages: 2, mode: MISSING | WP, features: native.constants.UFFD_FEATURE_PAGEFAULT_FLAG_WP as number, readMode: constants.UFFDIO_COPY_MODE_WP, fallback: source }
+    await withServed(setup, async ({ r, watcher, seen, stats, workers }) => {
+      watcher.addSource(0, 2, source)
+      const worker = startWorker(
+        `
+        const view = new Uint8Array(native.externalBuffer(workerData.base, 2 * workerData.PAGE));
+        const before = view[1];
+        view[1] = 200;                  // page 0: read-installed with WP, so this write faults again
+        view[workerData.PAGE + 1] = 201; // page 1: a missing fault taken by a write, installed writable
+        view[workerData.PAGE + 2] = 202;
+        const after = [view[1], view[workerData.PAGE + 1]];
+        native.detachBuffer(view.buffer);
+        parentPort.postMessage({ type: 'done', before, after });
+        `,
+        { base: r.base, PAGE },
+      )
+      workers.push(worker)
+      const { before, after } = await nextMessage(worker, 'done')
       expect(before).toBe(source[1])
       expect(after).toEqual([200, 201])
       const W = constants.UFFD_PAGEFAULT_FLAG_WRITE
@@ -153,13 +158,7 @@ describe('serveNatively', () => {
       ])
       expect(source[1]).toBe(pattern(1, 5)[1]) // the source is copied from, never written
       expect(stats[DIRTY!]).toBe(1) // page 1, counted before its writer could look; page 0's WP fault is JS's to count
-      expect(dog.fired()).toBe(false)
-    } finally {
-      watcher.stop()
-      await dog.cancel()
-      await worker.terminate()
-      r.dispose()
-    }
+    })
   })
 
   it('rejects bad arguments with errors that name them, and is inert after stop()', () => {
