@@ -12,6 +12,7 @@ import { builtinBackends } from '@faultline/backends'
 import { remoteScenarios } from './remote.mjs'
 import { randomPages } from './sampling.mjs'
 import { redisScenarios } from './redis.mjs'
+import { renderTable } from './table.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, '.bench')
@@ -226,22 +227,7 @@ await redisScenarios({ quick, row })
 
 // ---- report --------------------------------------------------------------------------
 rmSync(dir, { recursive: true, force: true })
-const fmt = (v, d = 2) => (v === undefined ? '' : typeof v === 'number' ? v.toFixed(d) : String(v))
-const header = ['scenario', 'subject', 'GB/s', 'p50 µs', 'p99 µs', 'ratio', 'extra']
-const lines = rows.map((r) => [
-  r.scenario,
-  r.subject,
-  fmt(r.gbps, 3),
-  fmt(r.p50_us, 1),
-  fmt(r.p99_us, 1),
-  fmt(r.ratio),
-  [r.vs_copy !== undefined ? `vs copy ${fmt(r.vs_copy)}` : '', r.vs_batched !== undefined ? `vs batched ${fmt(r.vs_batched)}` : '', r.faults !== undefined ? `faults ${r.faults}` : '', r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '', r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : ''].filter(Boolean).join(', '),
-])
-const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-const print = (cells) => console.log(`| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`)
-print(header)
-print(widths.map((w) => '-'.repeat(w)))
-for (const l of lines) print(l)
+console.log(renderTable(rows))
 const when = new Date().toISOString()
 writeFileSync(join(out, 'results.json'), JSON.stringify({ when, node: process.version, rows }, null, 2))
 console.log(`\nwrote ${join(out, 'results.json')}`)
