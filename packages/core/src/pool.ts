@@ -34,6 +34,10 @@ export interface ResidentPoolOptions {
 export class ResidentPool {
   private readonly cells: Int32Array
 
+  /**
+   * @param handle the pool's shared counters: post it to another thread and
+   *   call `ResidentPool.attach(handle)` there to open regions in the same pool
+   */
   private constructor(readonly handle: SharedArrayBuffer) {
     this.cells = new Int32Array(handle)
   }
