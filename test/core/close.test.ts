@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
 import { attachRegion, openRegion } from '@faultline/core'
@@ -80,5 +81,20 @@ describe('close() safety', () => {
     await worker.terminate()
     // the terminated thread's buffer is gone: the range is unmapped and forgotten
     expect(native.mappingRefs(address)).toBe(-1)
+  })
+
+  it('process.exit() with a region still open exits cleanly (its pager thread is torn down mid-loop)', () => {
+    // It used to abort now and then: the watcher's poll callback ran while the
+    // pager thread was being terminated, a N-API call failed, and building the
+    // error for it failed too (napi_fatal_error).
+    const script = `import { openRegion } from '@faultline/core'
+      const r = await openRegion({ size: 1 << 20, backend: 'memory:' })
+      console.log(r.view()[5])
+      process.exit(0)`
+    const codes = Array.from({ length: 8 }, () => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+      return [r.status, r.signal, r.stdout.trim(), r.stderr.includes('FATAL') ? 'fatal' : '']
+    })
+    expect(codes).toEqual(Array.from({ length: 8 }, () => [0, null, '0', '']))
   })
 })

@@ -68,43 +68,66 @@ void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
   BeginClose(w);
 }
 
-void Deliver(Watcher* w, Napi::Env env, double count, Napi::Float64Array messages) {
-  w->callback.MakeCallback(env.Global(), {Napi::Number::New(env, count), messages});
+// The poll callback uses raw N-API, not node-addon-api's wrappers: while a
+// thread is being terminated (e.g. process.exit() with a region open) any
+// call may fail, and a wrapper's failure path builds an Error, which then
+// fails too and aborts the process. Here a failed call just ends the turn.
+
+void Deliver(Watcher* w, napi_env env, double count, napi_value messages) {
+  napi_value global, callback, argv[2], result;
+  if (napi_get_global(env, &global) != napi_ok || napi_get_reference_value(env, w->callback, &callback) != napi_ok ||
+      callback == nullptr || napi_create_double(env, count, &argv[0]) != napi_ok) {
+    return;
+  }
+  argv[1] = messages;
+  if (napi_make_callback(env, nullptr, global, callback, 2, argv, &result) != napi_pending_exception) return;
   // A throwing callback: route it to process 'uncaughtException' (or the
   // Worker's 'error' event), as Node does for its own callbacks.
-  if (env.IsExceptionPending()) {
-    Napi::Error error = env.GetAndClearPendingException();
-    napi_fatal_exception(env, error.Value());
-  }
+  napi_value error;
+  if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
 }
 
 void OnPoll(uv_poll_t* handle, int status, int events) {
   Watcher* w = static_cast<Watcher*>(handle->data);
   if (w->closing) return;
-  Napi::Env env(w->env);
-  Napi::HandleScope scope(env);
-  Napi::Float64Array messages = w->messages.Value().As<Napi::Float64Array>();
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;  // the thread is going away
+  napi_value messages = nullptr;
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_reference_value(env, w->messages, &messages) != napi_ok || messages == nullptr ||
+      napi_get_typedarray_info(env, messages, &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    napi_close_handle_scope(env, scope);
+    return;
+  }
+  double* decoded = static_cast<double*>(data);
   double count;
   if (status < 0) {
     BeginClose(w);
     count = status;  // libuv's status is -errno on Linux
   } else {
-    const size_t capacity = std::min(w->capacity, messages.ElementLength() / 4);
+    const size_t capacity = std::min(w->capacity, length / 4);
     if (capacity == 0) {
       // The array was detached (e.g. transferred away): nowhere to decode into.
       BeginClose(w);
       count = -EINVAL;
     } else {
-      const long n = DrainMessages(w->fd, messages.Data(), capacity);
-      if (n == 0) return;  // spurious wake-up: someone else drained the queue
+      const long n = DrainMessages(w->fd, decoded, capacity);
+      if (n == 0) {  // spurious wake-up: someone else drained the queue
+        napi_close_handle_scope(env, scope);
+        return;
+      }
       if (n < 0) BeginClose(w);
       // Pages already here are installed before JS runs; JS still sees each
       // message (marked served) to keep its books.
-      if (n > 0 && w->ready) w->ready->Serve(w->fd, messages.Data(), static_cast<size_t>(n));
+      if (n > 0 && w->ready) w->ready->Serve(w->fd, decoded, static_cast<size_t>(n));
       count = static_cast<double>(n);
     }
   }
   Deliver(w, env, count, messages);
+  napi_close_handle_scope(env, scope);
 }
 
 Napi::Value Stop(const Napi::CallbackInfo& info) {

@@ -34,6 +34,9 @@ export class PagerHost {
       workerData: { options, stats },
       // The pager's own stack and heap; it never runs user code on the fault path.
       name: 'faultline-pager',
+      // A worker inherits the process's flags; --input-type (node -e with ESM)
+      // makes it refuse to load its own file.
+      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
     })
     return new Promise((resolve, reject) => {
       const onMessage = (msg: PagerToHost): void => {
