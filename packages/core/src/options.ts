@@ -61,7 +61,8 @@ export interface RegionOptions {
    * Sequential readahead: when misses follow each other, pages ahead of the
    * reader are fetched in windows that double up to `maxBytes`, merged into
    * large backend requests. Random access fetches nothing extra. `false`
-   * turns it off. Default `{ maxBytes: 8 MiB }`.
+   * turns it off. Default `{ maxBytes: 8 MiB }`, or the backend's own
+   * preference (`BackendInfo.readaheadBytes`; Redis: 4 MiB).
    */
   readahead?: false | ReadaheadOptions
   /**
@@ -90,7 +91,7 @@ export interface RegionOptions {
 }
 
 export interface ReadaheadOptions {
-  /** The largest window fetched ahead of a sequential reader, in bytes. Default 8 MiB. */
+  /** The largest window fetched ahead of a sequential reader, in bytes. Default 8 MiB, or the backend's preference. */
   maxBytes?: number
 }
 
@@ -115,8 +116,8 @@ export interface NormalizedOptions {
   maxBatchPages: number
   writeTracking: 'auto' | 'sync' | 'async'
   writeBack: { intervalMs: number | undefined; maxDirtyBytes: number | undefined }
-  /** Largest readahead window in bytes; 0 when off. */
-  readaheadBytes: number
+  /** Largest readahead window in bytes; 0 when off; undefined: the backend's preference, else the default. */
+  readaheadBytes: number | undefined
   maxResident: number | undefined
   secondTierBytes: number
   /** The pool's SharedArrayBuffer: it crosses to the pager thread as is. */
@@ -241,15 +242,15 @@ function normalizeResidentPool(value: unknown, writeTracking: string): SharedArr
 
 export const DEFAULT_READAHEAD_BYTES = 8 * 2 ** 20
 
-function normalizeReadahead(value: unknown): number {
-  if (value === undefined) return DEFAULT_READAHEAD_BYTES
+function normalizeReadahead(value: unknown): number | undefined {
+  if (value === undefined) return undefined
   if (value === false) return 0
   if (value === null || typeof value !== 'object') throw invalidOption('readahead', `must be false or an object like { maxBytes } (got ${describe(value)})`)
   const r = value as Record<string, unknown>
   for (const key of Object.keys(r)) {
     if (key !== 'maxBytes') throw invalidOption(`readahead.${key}`, 'is not a readahead option (known: maxBytes)')
   }
-  if (r.maxBytes === undefined) return DEFAULT_READAHEAD_BYTES
+  if (r.maxBytes === undefined) return undefined
   if (typeof r.maxBytes !== 'number' || !Number.isSafeInteger(r.maxBytes) || r.maxBytes < 0) {
     throw invalidOption('readahead.maxBytes', `must be a whole number of bytes ≥ 0 (got ${describe(r.maxBytes)})`)
   }

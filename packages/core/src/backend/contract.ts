@@ -25,6 +25,11 @@ export interface BackendInfo {
   readonly readOnly: boolean
   /** The most pages worth asking for in one `read` call. */
   readonly maxBatchPages?: number | undefined
+  /**
+   * The largest readahead window this backend works best with, in bytes,
+   * used when the region leaves `readahead.maxBytes` unset. Default 8 MiB.
+   */
+  readonly readaheadBytes?: number | undefined
 }
 
 /** Context handed to a backend factory. */

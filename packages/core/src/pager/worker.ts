@@ -10,7 +10,7 @@ import { createBackend } from '../backend/load.js'
 import { readRange } from '../backend/read-range.js'
 import type { Backend } from '../backend/contract.js'
 import { FaultlineError, serializeError } from '../errors.js'
-import { resolveGeometry } from '../options.js'
+import { DEFAULT_READAHEAD_BYTES, resolveGeometry } from '../options.js'
 import { StatsWriter, nativeServeSlots } from '../stats.js'
 import { Pager } from './pager.js'
 import { WriteBack } from './writeback.js'
@@ -54,7 +54,7 @@ async function start(): Promise<void> {
     address = native.mapAnonymous(size)
     native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
-    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options) }, backend, stats, post)
+    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
     const memory = new ViewSet(address, size, 'pager')
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -137,9 +137,10 @@ function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: 
 }
 
 /** Readahead never takes more than a quarter of a resident bound (the region's or its pool's). */
-function readaheadPages(o: typeof options): number {
+function readaheadPages(o: typeof options, backendPrefers: number | undefined): number {
+  const bytes = o.readaheadBytes ?? backendPrefers ?? DEFAULT_READAHEAD_BYTES
   const bound = Math.min(o.maxResident ?? Infinity, o.residentPool === undefined ? Infinity : ResidentPool.attach(o.residentPool).maxBytes)
-  return Math.min(Math.floor(o.readaheadBytes / o.pageSize), Math.floor(bound / o.pageSize / 4))
+  return Math.min(Math.floor(bytes / o.pageSize), Math.floor(bound / o.pageSize / 4))
 }
 
 function chooseTracking(wanted: 'auto' | 'sync' | 'async'): 'sync-wp' | 'async-wp' {
