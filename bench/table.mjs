@@ -7,7 +7,8 @@ const fmt = (v, d = 2) => (v === undefined ? '' : typeof v === 'number' ? v.toFi
 
 /** Each latency row's p50 over its scenario's fault-per-page floor: the "≤ 1.3×" is read here. */
 function p50VsFloor(rows, r) {
-  if (r.p50_us === undefined || r.subject.startsWith('kernel')) return undefined
+  // Only where every touch faults: elsewhere p50 is a hit's.
+  if (r.p50_us === undefined || r.subject.startsWith('kernel') || !r.scenario.startsWith('random')) return undefined
   const floor = rows.find((f) => f.scenario === r.scenario && f.subject.startsWith('kernel floor') && f.p50_us !== undefined)
   return floor === undefined ? undefined : r.p50_us / floor.p50_us
 }
