@@ -48,6 +48,11 @@ function reader(base: number, pages: number, reads: number[]) {
   )
 }
 
+/** Stats cells as the pager has them: over shared memory, which cannot be detached under the watcher. */
+function sharedStats(): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(64 * 8))
+}
+
 function shared(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(new SharedArrayBuffer(bytes.byteLength))
   out.set(bytes)
@@ -69,7 +74,7 @@ async function withServed(
   body: (s: Served) => Promise<void>,
 ): Promise<void> {
   const r = region(setup.pages, setup.mode, setup.features ?? 0)
-  const stats = new Float64Array(64)
+  const stats = sharedStats()
   const { watcher, seen } = watchRecording(r.fd, r.base, setup.fallback)
   watcher.serveNatively(r.base, PAGE, setup.pages, setup.readMode ?? 0, 0, stats, SLOTS)
   const dog = watchdog(r.fd, r.base, r.length)
@@ -166,13 +171,24 @@ describe('serveNatively', () => {
     const watcher = native.watch(r.fd, 4, () => {})
     try {
       expect(() => watcher.stage(0, new Uint8Array(PAGE))).toThrow(/serveNatively\(\) first/)
-      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, new Float64Array(8), SLOTS)).toThrow(/slots must index into stats/)
-      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, new Float64Array(64), [1, 2] as unknown as ServeSlots)).toThrow(/slots must be an array/)
-      expect(() => watcher.serveNatively(r.base, 1000, 1, 0, 0, new Float64Array(64), SLOTS)).toThrow(/pageSize must be a multiple/)
-      watcher.serveNatively(r.base, PAGE, 1, 0, 0, new Float64Array(64), SLOTS)
+      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, new Float64Array(new SharedArrayBuffer(64)), SLOTS)).toThrow(/slots must index into stats/)
+      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, sharedStats(), [1, 2] as unknown as ServeSlots)).toThrow(/slots must be an array/)
+      expect(() => watcher.serveNatively(r.base, 1000, 1, 0, 0, sharedStats(), SLOTS)).toThrow(/pageSize must be a multiple/)
+      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, new Float64Array(64), SLOTS)).toThrow(/stats must be over a SharedArrayBuffer/)
+      const negative = [...SLOTS] as ServeSlots
+      negative[0] = -100
+      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, sharedStats(), negative)).toThrow(/slots\[0\] must be a whole number/)
+      const wrapping = [...SLOTS] as ServeSlots
+      wrapping[7] = 2 ** 32 - 1 // histogram base + buckets wraps around in 32 bits
+      expect(() => watcher.serveNatively(r.base, PAGE, 1, 0, 0, sharedStats(), wrapping)).toThrow(/slots must index into stats/)
+      watcher.serveNatively(r.base, PAGE, 1, 0, 0, sharedStats(), SLOTS)
       expect(() => watcher.stage(0, new Uint8Array(PAGE - 1))).toThrow(/bytes must be one page/)
       expect(() => watcher.stage(0, new Uint16Array(PAGE / 2) as unknown as Uint8Array)).toThrow(/bytes must be a Uint8Array/)
       expect(() => watcher.addSource(0, 1, new Uint8Array(PAGE))).toThrow(/SharedArrayBuffer/)
+      // A detachable buffer dressed up as shared is still refused: the engine is asked, not the object.
+      const disguised = new Uint8Array(PAGE)
+      Object.defineProperty(disguised, 'buffer', { value: new SharedArrayBuffer(PAGE) })
+      expect(() => watcher.addSource(0, 1, disguised)).toThrow(/SharedArrayBuffer/)
       expect(() => watcher.addSource(0, 2, shared(new Uint8Array(PAGE)))).toThrow(/fewer than 2 pages/)
       watcher.stage(0, new Uint8Array(PAGE).fill(9))
       const out = new Uint8Array(PAGE)

@@ -33,13 +33,17 @@ void Answer(int fd, const uffd_msg& msg, uint64_t sys_page) {
     ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
     return;
   }
-  fl_uffdio_poison poison;
-  memset(&poison, 0, sizeof poison);
-  poison.range = {page, sys_page};
-  if (ioctl(fd, UFFDIO_POISON, &poison) != 0 && errno == EEXIST) {
-    uffdio_range wake{page, sys_page};  // it is there after all: let the thread go
-    ioctl(fd, UFFDIO_WAKE, &wake);
+  for (int tries = 0; tries < 64; tries++) {
+    fl_uffdio_poison poison;
+    memset(&poison, 0, sizeof poison);
+    poison.range = {page, sys_page};
+    if (ioctl(fd, UFFDIO_POISON, &poison) == 0) return;
+    if (errno != EAGAIN) break;
   }
+  // Present after all (EEXIST), or the poison failed: wake the thread, which
+  // then reads the page or faults again and comes back here.
+  uffdio_range wake{page, sys_page};
+  ioctl(fd, UFFDIO_WAKE, &wake);
 }
 
 void Reap(int fd, uint64_t address, uint64_t length) {

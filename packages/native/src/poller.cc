@@ -136,6 +136,19 @@ Napi::Value Stop(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// True when a typed array's buffer is a SharedArrayBuffer, which can never be
+// detached. Asked of the engine (napi_is_arraybuffer is false for a shared
+// one), not of JS properties a caller could redefine.
+bool OverSharedMemory(Napi::Env env, napi_value typed_array) {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer = nullptr;
+  bool plain = true;
+  if (napi_get_typedarray_info(env, typed_array, &type, &length, &data, &buffer, nullptr) != napi_ok || buffer == nullptr) return false;
+  return napi_is_arraybuffer(env, buffer, &plain) == napi_ok && !plain;
+}
+
 // The live watcher behind a method call, or null once it stopped.
 Watcher* LiveWatcher(const Napi::CallbackInfo& info) {
   auto* control = static_cast<std::shared_ptr<Control>*>(info.Data());
@@ -168,11 +181,12 @@ bool ReadSlots(const Napi::CallbackInfo& info, size_t i, ServeCounters* out) {
   uint32_t values[kSlots];
   for (uint32_t k = 0; k < kSlots; k++) {
     Napi::Value v = slots.Get(k);
-    if (!v.IsNumber()) {
-      ThrowType(info.Env(), "serveNatively", "slots[%u] must be a number", k);
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 0xffffffff && d == static_cast<double>(static_cast<uint64_t>(d)))) {
+      ThrowType(info.Env(), "serveNatively", "slots[%u] must be a whole number from 0 to 2^32-1", k);
       return false;
     }
-    values[k] = v.As<Napi::Number>().Uint32Value();
+    values[k] = static_cast<uint32_t>(d);
   }
   *out = ServeCounters{values[0], values[1], values[2], values[3], values[4],
                        values[5], values[6], values[7], values[8], values[9], values[10], values[11]};
@@ -211,11 +225,16 @@ Napi::Value ServeNatively(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Float64Array stats = info[5].As<Napi::Float64Array>();
+  if (!OverSharedMemory(env, stats)) {
+    ThrowType(env, fn, "stats must be over a SharedArrayBuffer");
+    return env.Undefined();
+  }
   if (!ReadSlots(info, 6, &config.slots)) return env.Undefined();
   const ServeCounters& s = config.slots;
-  const uint32_t highest = std::max({s.faults, s.duplicate_faults, s.pages_fetched, s.bytes_fetched, s.resident_pages,
-                                     s.latency_count, s.latency_max_us, s.histogram_base + s.histogram_buckets - 1,
-                                     s.dirty_pages, s.served});
+  // 64-bit: base + buckets must not wrap around to pass the check.
+  const uint64_t highest = std::max<uint64_t>({s.faults, s.duplicate_faults, s.pages_fetched, s.bytes_fetched,
+                                               s.resident_pages, s.latency_count, s.latency_max_us,
+                                               uint64_t{s.histogram_base} + s.histogram_buckets - 1, s.dirty_pages, s.served});
   if (s.histogram_buckets == 0 || s.sub_buckets == 0 || highest >= stats.ElementLength()) {
     ThrowRange(env, fn, "slots must index into stats (%zu cells)", stats.ElementLength());
     return env.Undefined();
@@ -245,10 +264,8 @@ Napi::Value AddSource(const Napi::CallbackInfo& info) {
   if (bytes == nullptr) return env.Undefined();
   Napi::TypedArray data = info[2].As<Napi::TypedArray>();
   // A non-shared ArrayBuffer can be detached or transferred, freeing the bytes under us.
-  Napi::Value shared = env.Global().Get("SharedArrayBuffer");
-  Napi::Value buffer = data.Get("buffer");
-  if (env.IsExceptionPending()) return env.Undefined();
-  if (!shared.IsFunction() || !buffer.IsObject() || !buffer.As<Napi::Object>().InstanceOf(shared.As<Napi::Function>())) {
+  // A non-shared ArrayBuffer can be detached or transferred, freeing the bytes under us.
+  if (!OverSharedMemory(env, info[2])) {
     if (!env.IsExceptionPending()) ThrowType(env, fn, "data must be over a SharedArrayBuffer");
     return env.Undefined();
   }

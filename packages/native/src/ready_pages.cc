@@ -102,7 +102,9 @@ int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t
     } else if ((copy.copy == -EAGAIN || err == EAGAIN) && ++again < kMaxAgain) {
       continue;
     } else {
-      return done == 0 ? -1 : (installed_any ? 1 : 0);
+      // Part of the page is missing (e.g. ENOMEM midway): the JS path
+      // finishes it, taking EEXIST on the parts already here.
+      return -1;
     }
   }
   return installed_any ? 1 : 0;

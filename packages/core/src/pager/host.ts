@@ -30,13 +30,17 @@ export class PagerHost {
   }
 
   static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void): Promise<PagerHost> {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+    const entry = new URL('./worker.js', import.meta.url)
+    // A worker inherits the process's flags, and under --input-type (node -e)
+    // refuses to start from a file; an eval'd import() is string input, valid
+    // as CommonJS and as ESM. (An explicit execArgv instead would reject
+    // process-wide flags such as --max-old-space-size.)
+    const stringEntry = process.execArgv.some((arg) => arg.startsWith('--input-type'))
+    const worker = new Worker(stringEntry ? `import(${JSON.stringify(entry.href)})` : entry, {
+      eval: stringEntry,
       workerData: { options, stats },
       // The pager's own stack and heap; it never runs user code on the fault path.
       name: 'faultline-pager',
-      // A worker inherits the process's flags; --input-type (node -e with ESM)
-      // makes it refuse to load its own file.
-      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
     })
     return new Promise((resolve, reject) => {
       const onMessage = (msg: PagerToHost): void => {

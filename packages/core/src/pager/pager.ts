@@ -105,6 +105,9 @@ export class Pager {
       return
     }
     const now = performance.now()
+    // Readahead for served pages waits for the whole burst: pages served
+    // later in it are resident by then and not fetched again.
+    const servedStreams: Array<[number, boolean]> = []
     for (let m = 0; m < count; m++) {
       const event = messages[m * 4]!
       if (event !== constants.UFFD_EVENT_PAGEFAULT && event !== constants.WATCH_SERVED) continue
@@ -112,7 +115,8 @@ export class Pager {
       const page = Math.floor((messages[m * 4 + 2]! - this.config.address) / this.config.pageSize)
       if (page < 0 || page >= this.pageCount) continue
       if (event === constants.WATCH_SERVED) {
-        if (messages[m * 4 + 3] === 1) this.onServed(page, (flags & constants.UFFD_PAGEFAULT_FLAG_WRITE) !== 0)
+        if (messages[m * 4 + 3] === 1) servedStreams.push([page, this.onServed(page, (flags & constants.UFFD_PAGEFAULT_FLAG_WRITE) !== 0)])
+        else this.onServedPresent(page)
         continue
       }
       // With MISSING|WP registered, a write to a page that is not there arrives
@@ -120,15 +124,17 @@ export class Pager {
       if (flags & constants.UFFD_PAGEFAULT_FLAG_WP) this.onWriteFault(page)
       else this.onFault(page, now, (flags & constants.UFFD_PAGEFAULT_FLAG_WRITE) !== 0)
     }
+    for (const [page, marker] of servedStreams) this.readAhead(marker ? this.readahead?.onMarker(page) : this.readahead?.onMiss(page))
     // The whole readable burst is queued: no need to wait for a microtask.
     this.drain()
   }
 
   /**
    * The watcher installed this page itself (and counted the fault, the fetch
-   * and the residency): keep the books as install() would have.
+   * and the residency): keep the books as install() would have. Returns
+   * whether it was a readahead marker, for the stream.
    */
-  private onServed(page: number, write: boolean): void {
+  private onServed(page: number, write: boolean): boolean {
     const marker = this.held.delete(page)
     if (this.secondTier?.consumed(page)) this.stats.add('secondTierHits')
     this.evictor?.beforeInstall(page)
@@ -137,7 +143,13 @@ export class Pager {
     if (write) this.writeBack?.onInstalledForWrite(page)
     if (this.resident.add(page)) this.evictor?.onInstalled(page)
     else this.stats.add('residentPages', -1) // on the books already: it was dropped behind our back
-    this.readAhead(marker ? this.readahead?.onMarker(page) : this.readahead?.onMiss(page))
+    return marker
+  }
+
+  /** The watcher found the page already there (and dropped any bytes staged for it): forget them here too. */
+  private onServedPresent(page: number): void {
+    this.held.delete(page)
+    this.secondTier?.consumed(page)
   }
 
   private onWriteFault(page: number): void {

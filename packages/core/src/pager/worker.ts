@@ -31,6 +31,7 @@ const WATCH_CAPACITY = 512
 async function start(): Promise<void> {
   let backend: Backend | undefined
   let fd = -1
+  let watcher: Watcher | undefined
   let address = 0
   try {
     backend = await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' })
@@ -65,10 +66,12 @@ async function start(): Promise<void> {
         post,
       )
     }
-    const watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
+    watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
     serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
-    // If this thread dies (a bug, a terminated Worker), faults get SIGBUS instead of hanging.
-    watcher.poisonOnAbandon(address, size)
+    // If this thread dies of a bug, faults get SIGBUS instead of hanging (armed
+    // only then: a thread torn down by process exit is not a dead pager).
+    const guarded = watcher
+    armAbandonGuard = () => guarded.poisonOnAbandon(address, size)
     const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes, options.pageSize, watcher) : undefined
     pager.secondTier = tier
     const pool = options.residentPool === undefined ? undefined : new PoolMember(options.residentPool, options.pageSize)
@@ -101,7 +104,7 @@ async function start(): Promise<void> {
       await pager.writeBack?.flush()
       pager.writeBack?.stop()
       pager.stop()
-      watcher.stop()
+      guarded.stop()
       await pager.idle()
       await Promise.allSettled(reads)
       memory.close()
@@ -113,6 +116,8 @@ async function start(): Promise<void> {
     })
     post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
   } catch (err) {
+    // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
+    watcher?.stop()
     if (fd >= 0) native.closeFd(fd)
     if (address !== 0) native.retireMapping(address)
     await backend?.close().catch(() => undefined)
@@ -207,8 +212,12 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
 // application's threads may all be asleep, so nobody else will), then end
 // the thread; the watcher's abandon guard (poisonOnAbandon) turns every
 // fault on the region into SIGBUS from then on.
+/** Set once the region is served: hands the uffd to the native poisoner if this thread dies. */
+let armAbandonGuard: (() => void) | undefined
+
 process.on('uncaughtException', (err) => {
   try {
+    armAbandonGuard?.()
     writeSync(2, `faultline: the pager thread failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
   } finally {
     process.exit(70)

@@ -1,0 +1,52 @@
+// Regions and the process around them: flags, failed opens, exit.
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+const unshared = fileURLToPath(new URL('../fixtures/unshared-source-backend.mjs', import.meta.url))
+
+function runScript(script: string, flags: string[] = []): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+  return { status: r.status, stdout: r.stdout.trim(), stderr: r.stderr }
+}
+
+describe('a region in its process', () => {
+  it('opens under process-wide node flags (--max-old-space-size, --expose-gc)', () => {
+    const r = runScript(
+      `import { openRegion } from '@faultline/core'
+       const region = await openRegion({ size: 1 << 20, backend: 'memory:' })
+       console.log(region.view()[5])
+       await region.close()`,
+      ['--max-old-space-size=512', '--expose-gc'],
+    )
+    expect(r.stderr).toBe('')
+    expect([r.status, r.stdout]).toEqual([0, '0'])
+  })
+
+  it('a region that fails to open (here: a backend breaking the sharedPages contract) rejects, and the process lives on', () => {
+    const r = runScript(
+      `import { openRegion } from '@faultline/core'
+       try {
+         await openRegion({ backend: { type: 'module', module: ${JSON.stringify(unshared)} }, pageSize: 4096 })
+         console.log('opened')
+       } catch (err) {
+         console.log('rejected: ' + err.message)
+       }
+       await new Promise((r) => setTimeout(r, 300))
+       console.log('alive')`,
+    )
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/^rejected: .*SharedArrayBuffer.*\nalive$/s)
+  })
+
+  it('process.exit() with a region open says nothing about a dead pager', () => {
+    const r = runScript(
+      `import { openRegion } from '@faultline/core'
+       const region = await openRegion({ size: 1 << 20, backend: 'memory:' })
+       console.log(region.view()[5])
+       process.exit(0)`,
+    )
+    expect([r.status, r.stdout]).toEqual([0, '0'])
+    expect(r.stderr).not.toMatch(/ended without closing/)
+  })
+})
