@@ -1,5 +1,6 @@
 // A resident pool bounds several regions together: whoever grows past the
 // pool's bound makes every member give back its share, idle members too.
+import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
 import { createResidentPool, openRegion, ResidentPool } from '@faultline/core'
@@ -105,6 +106,19 @@ describe('resident pool', () => {
       await region.close()
     }
     expect(Buffer.compare(Buffer.from(data), Buffer.from(model))).toBe(0)
+  })
+
+  it('gives back the pages of a region whose pager thread died', async () => {
+    const pool = createResidentPool({ maxBytes: 4 * MiB })
+    const module = fileURLToPath(new URL('../fixtures/test-backends.mjs', import.meta.url))
+    const region = await openRegion({ size: 8 * MiB, pageSize: PAGE, backend: { type: 'module', module, options: { mode: 'crash-later', goodReads: 1 } }, residentPool: pool, readahead: false })
+    await region.prefetch(0, MiB) // one good read: 16 pages resident
+    expect(pool.residentBytes).toBe(MiB)
+    // The next read kills the pager thread (an uncaught exception there).
+    await expect(region.prefetch(2 * MiB, MiB)).rejects.toMatchObject({ code: 'ERR_PAGER_FAILED' })
+    await settle(200)
+    expect(pool.residentBytes).toBe(0)
+    await region.close().catch(() => undefined)
   })
 
   it('rejects bad pools and bad combinations with errors that name the option', async () => {

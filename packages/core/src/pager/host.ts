@@ -3,18 +3,34 @@ import { Worker } from 'node:worker_threads'
 import { deserializeError, FaultlineError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
 import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerToHost } from './protocol.js'
+import { StatsWriter } from '../stats.js'
+import { PoolMember } from '../pool.js'
 
 type RequestBody = { op: 'prefetch' | 'read'; offset: number; length: number } | { op: 'flush' } | { op: 'close' }
+
+/**
+ * A pager thread that died never took its pages out of its resident pool:
+ * do it for it, from the residency its stats last showed, so the other
+ * members are not squeezed for ever.
+ */
+function leavePool(options: NormalizedOptions, stats: SharedArrayBuffer): void {
+  if (options.residentPool === undefined) return
+  const resident = new StatsWriter(stats).get('residentPages')
+  new PoolMember(options.residentPool, options.pageSize).leave(resident)
+}
 
 export class PagerHost {
   private nextId = 1
   private readonly pending = new Map<number, { resolve: (reply: PagerReply) => void; reject: (e: Error) => void }>()
   private failure: FaultlineError | undefined
+  /** Set when a close request succeeded: the pager took its pages out of its pool itself. */
+  private closed = false
 
   private constructor(
     private readonly worker: Worker,
     readonly ready: PagerReady,
     onEvent: (event: PagerEvent) => void,
+    onDeath: () => void,
   ) {
     worker.on('message', (msg: PagerToHost) => {
       if (msg.kind === 'reply') this.settle(msg)
@@ -26,7 +42,10 @@ export class PagerHost {
       this.pending.clear()
     }
     worker.on('error', (err) => fail(`failed: ${err.message}`))
-    worker.on('exit', (code) => fail(`exited (code ${code})`))
+    worker.on('exit', (code) => {
+      fail(`exited (code ${code})`)
+      if (!this.closed) onDeath()
+    })
   }
 
   static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void): Promise<PagerHost> {
@@ -46,7 +65,7 @@ export class PagerHost {
       const onMessage = (msg: PagerToHost): void => {
         if (msg.kind === 'ready') {
           cleanup()
-          resolve(new PagerHost(worker, msg, onEvent))
+          resolve(new PagerHost(worker, msg, onEvent, () => leavePool(options, stats)))
         } else if (msg.kind === 'failed') {
           cleanup()
           reject(deserializeError(msg.error))
@@ -73,6 +92,7 @@ export class PagerHost {
 
   async request(body: RequestBody): Promise<void> {
     await this.call(body)
+    if (body.op === 'close') this.closed = true
   }
 
   /** Bytes from the backend for `region.read()`. */
