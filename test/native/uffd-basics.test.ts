@@ -1,6 +1,9 @@
 // The uffd wrappers with real syscalls, single-threaded: nothing here touches
 // registered memory that is missing, so no thread ever sleeps in a fault.
 import { spawnSync } from 'node:child_process'
+import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
 import {
@@ -94,7 +97,8 @@ describe('probe and handshake', () => {
 
   it.runIf(process.getuid?.() === 0)('unprivileged (uid 65534): fallback to UFFD_USER_MODE_ONLY', () => {
     // vm.unprivileged_userfaultfd=0 and /dev/userfaultfd is root-only here
-    const entry = createRequire(import.meta.url).resolve('@faultline/native')
+    const copy = readableCopyOfNative()
+    const entry = join(copy, 'dist', 'index.js')
     const script = `
       import(${JSON.stringify(entry)}).then(({ native }) => {
         const out = { probe: native.probe() };
@@ -104,6 +108,7 @@ describe('probe and handshake', () => {
         console.log(JSON.stringify(out));
       });`
     const child = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 })
+    rmSync(copy, { recursive: true, force: true })
     expect(child.stderr).toBe('')
     const out = JSON.parse(child.stdout)
     expect(out.probe.userModeOnly).toBe(true)
@@ -128,6 +133,21 @@ describe('probe and handshake', () => {
     expect(() => native.uffdRegister('3' as never, 0, PAGE, MISSING)).toThrow(/fd must be a number/)
   })
 })
+
+/**
+ * The addon's package copied to a directory anyone may read: uid 65534 cannot
+ * load it from a checkout under a private directory (mktemp -d, /root).
+ * Returns the copy's directory.
+ */
+function readableCopyOfNative(): string {
+  const pkg = dirname(dirname(createRequire(import.meta.url).resolve('@faultline/native')))
+  const copy = mkdtempSync(join(tmpdir(), 'faultline-native-'))
+  chmodSync(copy, 0o755)
+  for (const part of ['package.json', 'dist', join('build', 'Release', 'faultline.node')]) {
+    cpSync(join(pkg, part), join(copy, part), { recursive: true })
+  }
+  return copy
+}
 
 describe('register', () => {
   it('returns the ioctls mask: 0x13c for MISSING, 0x17c for MISSING|WP', () => {
