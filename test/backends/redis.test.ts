@@ -126,6 +126,9 @@ describe('redis backend: key layout and pass-through options', () => {
       const s = again.stats()
       expect(s.pagesFetched).toBe(128)
       expect(s.fetchRequests).toBeLessThanOrEqual(4)
+      // Nobody faulted: every page went through the installer thread, and prefetch() waited for its copies.
+      expect(s.installedOffThread).toBe(128)
+      expect(s.residentPages).toBe(128)
       const w = again.view()
       for (let i = 0; i < size; i += 4096) expect(w[i]).toBe((i / 4096) % 251)
     } finally {

@@ -69,6 +69,8 @@ describe.each(targets)('a 256 MiB object mapped through %s', (_kind, spec, range
       // Readahead and range merging: a handful of requests, not one per page.
       // readahead merges neighbours: 1 MiB requests (16 pages) by default
       expect(s.fetchRequests).toBeLessThan(PAGES / 8)
+      // Pages fetched ahead are copied in by the installer thread, off the pager's.
+      expect(s.installedOffThread).toBeGreaterThan(PAGES / 2)
       const sizes = (await ranges()).slice(before)
       expect(sizes.reduce((a, b) => a + b, 0)).toBe(SIZE)
       expect(sizes.length).toBeLessThan(PAGES / 8)

@@ -46,11 +46,13 @@ describe('eviction under maxResident', () => {
     }
   })
 
-  it('writes dirty pages back before dropping them; the backend ends equal to the model', async () => {
+  // fresh: the backend's read buffers are fresh, so pages fetched ahead go
+  // through the installer thread while writers fault on them and the evictor runs.
+  it.each([false, true])('writes dirty pages back before dropping them; the backend ends equal to the model (fresh read buffers: %s)', async (fresh) => {
     const size = 32 * 2 ** 20
     const store = new SharedArrayBuffer(size)
     const control = new SharedArrayBuffer(8)
-    const region = await openRegion({ pageSize: PAGE, maxResident: 2 * 2 ** 20, backend: { type: 'module', module: switchable, options: { store, control } } })
+    const region = await openRegion({ pageSize: PAGE, maxResident: 2 * 2 ** 20, backend: { type: 'module', module: switchable, options: { store, control, fresh } } })
     const model = new Uint8Array(size)
     try {
       expect(region.writeTracking).toBe('sync-wp')
@@ -65,6 +67,8 @@ describe('eviction under maxResident', () => {
       expect(before.pagesWritten).toBeGreaterThan(0)
       expect(before.evictedPages).toBeGreaterThan(0)
       expect(peak * PAGE).toBeLessThanOrEqual(2 * 2 ** 20 + 16 * PAGE)
+      if (fresh) expect(before.installedOffThread).toBeGreaterThan(0)
+      else expect(before.installedOffThread).toBe(0)
       // read everything back through the bounded region: evicted pages come back with their writes
       for (let p = 0; p < size / PAGE; p++) expect(v[p * PAGE]).toBe(model[p * PAGE])
     } finally {

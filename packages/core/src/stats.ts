@@ -33,6 +33,7 @@ export const COUNTERS = [
   'latencyCount',
   'latencyMaxUs',
   'servedNatively',
+  'installedOffThread',
 ] as const
 export type Counter = (typeof COUNTERS)[number]
 
@@ -144,6 +145,8 @@ export interface RegionStats {
    * second tier). Included in `faults`.
    */
   servedNatively: number
+  /** Pages fetched ahead that the native installer thread copied into the region while the pager went on (backends with fresh read buffers: Redis, S3, HTTP). */
+  installedOffThread: number
   /** How writes are tracked: `none` for read-only regions. */
   writeTracking: WriteTrackingMode
   /** Fault service latency, as seen by the pager. */
@@ -190,6 +193,7 @@ export function readStats(buffer: SharedArrayBuffer, writeTracking: WriteTrackin
     refetchedPages: get('refetchedPages'),
     secondTierHits: get('secondTierHits'),
     servedNatively: get('servedNatively'),
+    installedOffThread: get('installedOffThread'),
     writeTracking,
     faultLatencyUs: { count, p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: get('latencyMaxUs') },
   }

@@ -107,6 +107,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitPoller(env, exports);
   InitFiles(env, exports);
   InitPagemap(env, exports);
+  InitInstaller(env, exports);
   SetConstants(env, exports);
   return exports;
 }

@@ -51,6 +51,15 @@ inline double MaskToNumber(uint64_t mask) {
 // read fails with anything but EAGAIN.
 long DrainMessages(int fd, double* out, size_t capacity);
 
+// ---- copy_page.cc -----------------------------------------------------------
+
+// Installs [address, address+length) from `bytes` with UFFDIO_COPY in `mode`,
+// resuming after partial copies. EEXIST on a part means someone installed it
+// first: its waiters are woken and the copy goes on. EAGAIN is retried up to
+// max_again times. Returns 1 if this call installed any of it, 0 if all of it
+// was present already, -1 with *err = errno when a part could not be copied.
+int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t mode, int max_again, int* err);
+
 // ---- abandon.cc -------------------------------------------------------------
 
 // Hands a uffd whose pager is gone to a detached native thread that answers
@@ -62,5 +71,6 @@ void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFiles(Napi::Env env, Napi::Object exports);
 void InitPagemap(Napi::Env env, Napi::Object exports);
+void InitInstaller(Napi::Env env, Napi::Object exports);
 
 }  // namespace faultline

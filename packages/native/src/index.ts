@@ -93,6 +93,22 @@ export interface Watcher {
 }
 
 /**
+ * A native thread installing pages with UFFDIO_COPY (see createInstaller).
+ * Once stopped, `install` throws.
+ */
+export interface Installer {
+  /**
+   * Queues a copy of `bytes` to `address` in `mode` (UFFDIO_COPY_MODE_*;
+   * never add DONTWAKE: the copy is what wakes a thread that faulted on the
+   * page meanwhile). `bytes` is read on the installer thread: keep it alive
+   * and unchanged until `token` is reported done.
+   */
+  install(address: number, bytes: Uint8Array, mode: number, token: number): void
+  /** Stops the thread after the copy in progress (queued ones are dropped, never reported) and closes its uffd duplicate. */
+  stop(): void
+}
+
+/**
  * The raw addon surface. Every function validates its arguments and throws a
  * TypeError/RangeError for bad ones; failing syscalls throw a
  * {@link NativeError} with `code` (errno name), `errno` and `syscall`.
@@ -193,6 +209,18 @@ export interface NativeAddon {
    * on `fd`, or this thread sleeps in the fault it is meant to serve.
    */
   watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void): Watcher
+
+  /**
+   * Starts a native thread that installs pages into regions registered on
+   * `fd` (it keeps its own duplicate), so the calling thread can go on while
+   * the kernel allocates and fills them. Results come back on the calling
+   * thread's event loop: `onDone(count, results)` with `results` holding
+   * `[token, result]` pairs, where result is 1 (installed), 0 (all of it was
+   * present already: EEXIST, waiters woken) or `-errno` (EAGAIN that kept
+   * coming, ENOMEM, ENOENT after an unregister…: not installed). While it
+   * runs it keeps the event loop alive; `stop()` or the thread's end stops it.
+   */
+  createInstaller(fd: number, onDone: (count: number, results: Float64Array) => void): Installer
 
   /**
    * ioctl(PAGEMAP_SCAN) on /proc/self/pagemap (opened once per process, O_RDONLY|O_CLOEXEC, kept open).

@@ -76,38 +76,10 @@ const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) const {
 }
 
 int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode) const {
-  const uint64_t sys_page = PageSize();
-  uint64_t done = 0;
-  bool installed_any = false;
-  int again = 0;
-  while (done < config_.page_size) {
-    uffdio_copy copy;
-    memset(&copy, 0, sizeof copy);
-    copy.dst = address + done;
-    copy.src = reinterpret_cast<uintptr_t>(bytes + done);
-    copy.len = config_.page_size - done;
-    copy.mode = mode;
-    const int rc = ioctl(fd, UFFDIO_COPY, &copy);
-    if (copy.copy > 0) {
-      done += static_cast<uint64_t>(copy.copy);
-      installed_any = true;
-      continue;
-    }
-    const int err = rc == 0 ? 0 : errno;
-    if (copy.copy == -EEXIST || err == EEXIST) {
-      // Someone installed this part first; its waiters still need waking.
-      uffdio_range wake{address + done, sys_page};
-      ioctl(fd, UFFDIO_WAKE, &wake);
-      done += sys_page;
-    } else if ((copy.copy == -EAGAIN || err == EAGAIN) && ++again < kMaxAgain) {
-      continue;
-    } else {
-      // Part of the page is missing (e.g. ENOMEM midway): the JS path
-      // finishes it, taking EEXIST on the parts already here.
-      return -1;
-    }
-  }
-  return installed_any ? 1 : 0;
+  int err = 0;
+  // A copy that fails midway (e.g. ENOMEM) is left to the JS path, which
+  // finishes the page, taking EEXIST on the parts already here.
+  return CopyPage(fd, address, bytes, config_.page_size, mode, kMaxAgain, &err);
 }
 
 uint32_t ReadyPages::LatencyBucket(double us) const {

@@ -46,7 +46,7 @@ export class RangeBackend implements Backend {
     this.size = version.size
     this.pinned = new PinnedVersion(source.name, version)
     this.limit = createLimiter(options.concurrency)
-    this.info = { name: source.name, size: version.size, readOnly: true }
+    this.info = { name: source.name, size: version.size, readOnly: true, freshReadBuffers: true }
   }
 
   /** Pages wholly past the end of the object read as zeros (a region larger than the object). */

@@ -54,7 +54,7 @@ export class S3PagesBackend implements Backend {
     this.keys = storeKeys(config.key)
     this.limit = createLimiter(config.maxSockets)
     this.zeroPage = Buffer.alloc(context.pageSize)
-    this.info = { name: config.name, size: meta.size, readOnly: context.readOnly, maxBatchPages: 64 }
+    this.info = { name: config.name, size: meta.size, readOnly: context.readOnly, maxBatchPages: 64, freshReadBuffers: true }
   }
 
   /** Opens the store at the config's prefix, creating it (read-write, with a size) when there is none. */

@@ -30,6 +30,14 @@ export interface BackendInfo {
    * used when the region leaves `readahead.maxBytes` unset. Default 8 MiB.
    */
   readonly readaheadBytes?: number | undefined
+  /**
+   * True when every buffer `read()` resolves to is new and never written
+   * again by the backend (e.g. a network reply). The pager may then hand
+   * pages fetched ahead to its installer thread, which copies them into the
+   * region while the pager parses the next reply, instead of copying them
+   * itself. Leave it unset when `read()` reuses buffers (see {@link Backend.read}).
+   */
+  readonly freshReadBuffers?: boolean | undefined
 }
 
 /** Context handed to a backend factory. */

@@ -53,6 +53,11 @@ export interface PageStage {
   unstage(page: number, out?: Uint8Array): boolean
 }
 
+/** The native installer thread (see createInstaller in @faultline/native). */
+export interface PageInstaller {
+  install(address: number, bytes: Uint8Array, mode: number, token: number): void
+}
+
 /** Faults on a page believed resident before the pager concludes it was zapped behind its back. */
 const ZAPPED_AFTER_DUPLICATES = 4
 
@@ -82,6 +87,13 @@ export class Pager {
   private readonly fetcher: PageFetcher
   /** Set when the watcher serves faults natively: readahead markers are staged there. */
   staging: PageStage | undefined
+  /**
+   * Set when the backend's read buffers are fresh: pages fetched ahead are
+   * copied into the region on this native thread while the pager goes on.
+   */
+  installer: PageInstaller | undefined
+  /** Pages handed to the installer, with their bytes (kept alive for it) and whether they are new residents. */
+  private readonly installing = new Map<number, { data: Uint8Array; added: boolean }>()
 
   constructor(
     private readonly config: PagerConfig,
@@ -217,18 +229,18 @@ export class Pager {
     const pages: number[] = []
     const pending: Array<Promise<void>> = []
     for (let p = first; p <= last; p++) {
-      if (this.resident.has(p)) continue
       if (this.held.has(p)) {
         const data = this.takeHeld(p)
         this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
         this.install(p, data)
         continue
       }
-      const waiter = this.inflight.get(p)
-      if (waiter !== undefined) {
+      // In flight includes pages the installer has not copied yet (they are resident on the books already).
+      if (this.inflight.has(p)) {
         pending.push(this.whenSettled(p))
         continue
       }
+      if (this.resident.has(p)) continue
       this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
       pages.push(p)
     }
@@ -237,6 +249,8 @@ export class Pager {
       pending.push(this.runBatch(pages.slice(i, i + this.config.maxBatchPages)).catch((e: FaultlineError) => void failures.push(e)))
     }
     await Promise.all(pending)
+    // Pages handed to the installer thread are installed once it reports them.
+    await Promise.all(pages.filter((p) => this.installing.has(p)).map((p) => this.whenSettled(p)))
     if (failures.length > 0) throw failures[0]
   }
 
@@ -393,11 +407,18 @@ export class Pager {
       this.stats.add('residentPages')
       this.evictor?.beforeInstall(page)
     }
-    if (waiter !== undefined) {
-      if (waiter.prefetch && waiter.faultTimes.length === 0) this.stats.add('prefetchedPages')
-      const now = performance.now()
-      for (const t of waiter.faultTimes) this.stats.recordLatency((now - t) * 1000)
+    if (waiter?.prefetch && !faulted) this.stats.add('prefetchedPages')
+    if (this.installer !== undefined && waiter !== undefined && !faulted && data !== undefined) {
+      // Nobody waits for it yet: the installer thread copies it while this
+      // thread goes on. It stays in flight (a fault on it waits, a prefetch
+      // of it waits) until the copy is reported; on the books it is resident
+      // now, so a write fault once it is there is tracked.
+      const added = this.resident.add(page)
+      this.installing.set(page, { data, added })
+      this.installer.install(this.pageAddress(page), data, this.writeBack?.installMode(false) ?? 0, page)
+      return
     }
+    this.recordLatency(waiter)
     const forWrite = waiter?.write ?? false
     if (forWrite) this.writeBack?.onInstalledForWrite(page)
     // Nobody waits for a page fetched ahead: skip the wake-up. (A fault still
@@ -408,6 +429,44 @@ export class Pager {
     this.inflight.delete(page)
     this.settle(page)
     if (added) this.evictor?.onInstalled(page)
+  }
+
+  private recordLatency(waiter: Waiter | undefined): void {
+    if (waiter === undefined || waiter.faultTimes.length === 0) return
+    const now = performance.now()
+    for (const t of waiter.faultTimes) this.stats.recordLatency((now - t) * 1000)
+  }
+
+  /**
+   * The installer's results: [page, result] pairs, result 1 (installed), 0
+   * (already there) or -errno. A page it could not copy is installed here,
+   * where a hard failure takes the usual path (SIGBUS for its waiters).
+   */
+  onInstallerDone(count: number, results: Float64Array): void {
+    for (let k = 0; k < count; k++) {
+      const page = results[2 * k]!
+      const entry = this.installing.get(page)
+      if (entry === undefined) continue
+      this.installing.delete(page)
+      const waiter = this.inflight.get(page)
+      if (results[2 * k + 1]! < 0) {
+        try {
+          // Wakes whoever faulted meanwhile; a write fault on it then comes as WP.
+          this.fill(this.pageAddress(page), entry.data, this.writeBack?.installMode(false) ?? 0)
+        } catch (err) {
+          this.resident.delete(page)
+          if (entry.added) this.stats.add('residentPages', -1)
+          this.failPages([page], err instanceof FaultlineError ? err : new FaultlineError('ERR_PAGER_FAILED', `faultline: installing a page failed: ${errorMessage(err)}`, { pages: [page], cause: err }))
+          continue
+        }
+      }
+      if (results[2 * k + 1]! === 1) this.stats.add('installedOffThread')
+      this.recordLatency(waiter)
+      this.inflight.delete(page)
+      this.settle(page)
+      if (entry.added) this.evictor?.onInstalled(page)
+    }
+    this.notifyIdle()
   }
 
   /**

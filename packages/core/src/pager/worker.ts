@@ -5,7 +5,7 @@
  */
 import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
-import { native, featureNames, FEATURE_BITS, registerModeBits, type Watcher } from '@faultline/native'
+import { native, featureNames, FEATURE_BITS, registerModeBits, type Installer, type Watcher } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
 import { readRange } from '../backend/read-range.js'
 import type { Backend } from '../backend/contract.js'
@@ -32,6 +32,7 @@ async function start(): Promise<void> {
   let backend: Backend | undefined
   let fd = -1
   let watcher: Watcher | undefined
+  let installer: Installer | undefined
   let address = 0
   try {
     backend = await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' })
@@ -67,6 +68,10 @@ async function start(): Promise<void> {
       )
     }
     watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
+    if (backend.info.freshReadBuffers === true) {
+      installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results))
+      pager.installer = installer
+    }
     serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
     // If this thread dies of a bug, faults get SIGBUS instead of hanging (armed
     // only then: a thread torn down by process exit is not a dead pager).
@@ -106,6 +111,7 @@ async function start(): Promise<void> {
       pager.stop()
       guarded.stop()
       await pager.idle()
+      installer?.stop()
       await Promise.allSettled(reads)
       memory.close()
       pager.evictor?.release()
@@ -118,6 +124,7 @@ async function start(): Promise<void> {
   } catch (err) {
     // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
     watcher?.stop()
+    installer?.stop()
     if (fd >= 0) native.closeFd(fd)
     if (address !== 0) native.retireMapping(address)
     await backend?.close().catch(() => undefined)

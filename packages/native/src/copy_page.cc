@@ -1,0 +1,48 @@
+// One page installed with UFFDIO_COPY, shared by the watcher's native serving
+// (ready_pages.cc) and the installer thread (installer.cc).
+#include <errno.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+
+#include "faultline.h"
+#include "uffd_compat.h"
+
+namespace faultline {
+
+int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t mode, int max_again, int* err) {
+  const uint64_t sys_page = PageSize();
+  uint64_t done = 0;
+  bool installed_any = false;
+  int again = 0;
+  *err = 0;
+  while (done < length) {
+    uffdio_copy copy;
+    memset(&copy, 0, sizeof copy);
+    copy.dst = address + done;
+    copy.src = reinterpret_cast<uintptr_t>(bytes + done);
+    copy.len = length - done;
+    copy.mode = mode;
+    const int rc = ioctl(fd, UFFDIO_COPY, &copy);
+    if (copy.copy > 0) {
+      done += static_cast<uint64_t>(copy.copy);
+      installed_any = true;
+      continue;
+    }
+    const int e = rc == 0 ? 0 : errno;
+    if (copy.copy == -EEXIST || e == EEXIST) {
+      // Someone installed this part first; its waiters still need waking.
+      uffdio_range wake{address + done, sys_page};
+      ioctl(fd, UFFDIO_WAKE, &wake);
+      done += sys_page;
+    } else if ((copy.copy == -EAGAIN || e == EAGAIN) && ++again < max_again) {
+      continue;
+    } else {
+      *err = copy.copy < 0 ? static_cast<int>(-copy.copy) : (e != 0 ? e : EIO);
+      return -1;
+    }
+  }
+  return installed_any ? 1 : 0;
+}
+
+}  // namespace faultline
