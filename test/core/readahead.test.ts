@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { openRegion } from '@faultline/core'
 import { checkPattern } from '@faultline/core/pattern'
@@ -71,5 +72,32 @@ describe('readahead', () => {
   it('rejects a bad readahead option, naming it', async () => {
     await expect(openRegion({ size: PAGE, backend: 'memory:', readahead: { maxBytes: -1 } })).rejects.toMatchObject({ option: 'readahead.maxBytes' })
     await expect(openRegion({ size: PAGE, backend: 'memory:', readahead: true as never })).rejects.toMatchObject({ option: 'readahead' })
+  })
+
+  it('starts the next window when the reader reaches a marker still on its way, not when it arrives', async () => {
+    // One read at a time, 100 ms each, 2 pages per read: the window after
+    // page 3's marker is pages 5-12 in four reads, its marker (page 9) in
+    // the third. The reader waits for 7-8, then faults on 9 while its read
+    // is still queued: the next window (from page 13) must be asked for then.
+    const pageSize = 4096
+    const data = sharedPattern(64 * pageSize)
+    const log = new SharedArrayBuffer(8 * (1 + 4 * 64))
+    const module = fileURLToPath(new URL('../fixtures/serial-backend.mjs', import.meta.url))
+    const region = await openRegion({ pageSize, maxBatchPages: 2, readahead: { maxBytes: 16 * pageSize }, access: 'read-only', backend: { type: 'module', module, options: { store: data.buffer, log, delayMs: 100 } } })
+    try {
+      const v = region.view()
+      for (let p = 0; p < 20; p++) expect(checkPattern(v.subarray(p * pageSize, (p + 1) * pageSize), p * pageSize)).toBe(-1)
+    } finally {
+      await region.close()
+    }
+    const cells = new Float64Array(log)
+    const reads = Array.from({ length: cells[0]! }, (_, k) => ({ start: cells[1 + 4 * k]!, end: cells[2 + 4 * k]!, first: cells[3 + 4 * k]!, count: cells[4 + 4 * k]! }))
+    const holding = (page: number) => reads.find((r) => page >= r.first && page < r.first + r.count)
+    const marker = holding(9)
+    const next = holding(13)
+    expect(marker).toBeDefined()
+    expect(next).toBeDefined()
+    // Asked for while the marker's read was still a whole delay away from done.
+    expect(next!.start).toBeLessThan(marker!.end - 50)
   })
 })

@@ -190,6 +190,10 @@ export class Pager {
       this.stats.add('duplicateFaults')
       waiter.faultTimes.push(now)
       waiter.write ||= write
+      // The reader reached a marker still on its way: start the next window
+      // now, as the kernel does on a PG_readahead page not yet read, rather
+      // than a round trip later when the marker arrives.
+      if (this.markers.delete(page)) this.readAhead(this.readahead?.onMarker(page))
       return
     }
     if (this.resident.has(page)) {
