@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace faultline {
 
@@ -42,6 +43,17 @@ size_t PageSize();
 // are dropped (only UFFDIO_API's own bit 63 in uffdio_api.ioctls is affected).
 inline double MaskToNumber(uint64_t mask) {
   return static_cast<double>(mask & ((uint64_t{1} << 53) - 1));
+}
+
+// A JS function bound to a native object's control block. Each function owns
+// a reference to the block, so any of them may outlive the others and the
+// object itself (whose pointer in the block is cleared when it closes).
+template <typename Control>
+Napi::Function BoundMethod(Napi::Env env, Napi::Function::Callback cb, const char* name, const std::shared_ptr<Control>& control) {
+  auto* ref = new std::shared_ptr<Control>(control);
+  Napi::Function fn = Napi::Function::New(env, cb, name, ref);
+  fn.AddFinalizer([](Napi::Env, std::shared_ptr<Control>* r) { delete r; }, ref);
+  return fn;
 }
 
 // ---- uffd.cc ----------------------------------------------------------------

@@ -203,13 +203,6 @@ Napi::Value Stop(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Function Method(Napi::Env env, Napi::Function::Callback cb, const char* name, const std::shared_ptr<Control>& control) {
-  auto* ref = new std::shared_ptr<Control>(control);
-  Napi::Function fn = Napi::Function::New(env, cb, name, ref);
-  fn.AddFinalizer([](Napi::Env, std::shared_ptr<Control>* r) { delete r; }, ref);
-  return fn;
-}
-
 // createInstaller(fd, onDone(count, results: Float64Array of [token, result] pairs))
 Napi::Value CreateInstaller(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -249,8 +242,8 @@ Napi::Value CreateInstaller(const Napi::CallbackInfo& info) {
   in->thread = std::thread(Run, in);
 
   Napi::Object result = Napi::Object::New(env);
-  result.Set("install", Method(env, Install, "install", in->control));
-  result.Set("stop", Method(env, Stop, "stop", in->control));
+  result.Set("install", BoundMethod(env, Install, "install", in->control));
+  result.Set("stop", BoundMethod(env, Stop, "stop", in->control));
   return result;
 }
 

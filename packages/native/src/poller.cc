@@ -315,15 +315,6 @@ Napi::Value Unstage(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, ready->Unstage(page, out));
 }
 
-// A function bound to the watcher's control block; each owns a reference, so
-// any of them may outlive the others (and the watcher).
-Napi::Function Method(Napi::Env env, Napi::Function::Callback cb, const char* name, const std::shared_ptr<Control>& control) {
-  auto* ref = new std::shared_ptr<Control>(control);
-  Napi::Function fn = Napi::Function::New(env, cb, name, ref);
-  fn.AddFinalizer([](Napi::Env, std::shared_ptr<Control>* r) { delete r; }, ref);
-  return fn;
-}
-
 Napi::Value Watch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
@@ -374,12 +365,12 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   }
 
   Napi::Object result = Napi::Object::New(env);
-  result.Set("stop", Method(env, Stop, "stop", w->control));
-  result.Set("serveNatively", Method(env, ServeNatively, "serveNatively", w->control));
-  result.Set("addSource", Method(env, AddSource, "addSource", w->control));
-  result.Set("stage", Method(env, Stage, "stage", w->control));
-  result.Set("unstage", Method(env, Unstage, "unstage", w->control));
-  result.Set("poisonOnAbandon", Method(env, PoisonOnAbandon, "poisonOnAbandon", w->control));
+  result.Set("stop", BoundMethod(env, Stop, "stop", w->control));
+  result.Set("serveNatively", BoundMethod(env, ServeNatively, "serveNatively", w->control));
+  result.Set("addSource", BoundMethod(env, AddSource, "addSource", w->control));
+  result.Set("stage", BoundMethod(env, Stage, "stage", w->control));
+  result.Set("unstage", BoundMethod(env, Unstage, "unstage", w->control));
+  result.Set("poisonOnAbandon", BoundMethod(env, PoisonOnAbandon, "poisonOnAbandon", w->control));
   return result;
 }
 
