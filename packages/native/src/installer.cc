@@ -124,26 +124,31 @@ void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) { BeginClose(static
 void OnAsync(uv_async_t* handle) {
   Installer* in = static_cast<Installer*>(handle->data);
   if (in->closing) return;
-  std::vector<Done> done;
+  size_t n;
   {
     std::lock_guard<std::mutex> lock(in->mu);
-    done.swap(in->done);
+    n = in->done.size();
   }
-  if (done.empty()) return;
+  if (n == 0) return;
   napi_env env = in->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value buffer, results, global, callback, argv[2], ignored;
   void* data = nullptr;
-  const size_t cells = done.size() * 2;
-  if (napi_create_arraybuffer(env, cells * sizeof(double), &data, &buffer) == napi_ok &&
-      napi_create_typedarray(env, napi_float64_array, cells, buffer, 0, &results) == napi_ok &&
+  // Results leave the queue only once there is somewhere to put them: if this
+  // fails they go out with the next batch, so close() still hears of them.
+  if (napi_create_arraybuffer(env, n * 2 * sizeof(double), &data, &buffer) == napi_ok &&
+      napi_create_typedarray(env, napi_float64_array, n * 2, buffer, 0, &results) == napi_ok &&
       napi_get_global(env, &global) == napi_ok && napi_get_reference_value(env, in->callback, &callback) == napi_ok &&
-      callback != nullptr && napi_create_double(env, static_cast<double>(done.size()), &argv[0]) == napi_ok) {
+      callback != nullptr && napi_create_double(env, static_cast<double>(n), &argv[0]) == napi_ok) {
     double* out = static_cast<double*>(data);
-    for (size_t k = 0; k < done.size(); k++) {
-      out[2 * k] = done[k].token;
-      out[2 * k + 1] = done[k].result;
+    {
+      std::lock_guard<std::mutex> lock(in->mu);
+      for (size_t k = 0; k < n; k++) {
+        out[2 * k] = in->done[k].token;
+        out[2 * k + 1] = in->done[k].result;
+      }
+      in->done.erase(in->done.begin(), in->done.begin() + static_cast<std::ptrdiff_t>(n));
     }
     argv[1] = results;
     if (napi_make_callback(env, nullptr, global, callback, 2, argv, &ignored) == napi_pending_exception) {

@@ -31,6 +31,8 @@ export interface EvictionHost {
   /** Forgets a page the evictor dropped. */
   dropResident(page: number): void
   isDirty(page: number): boolean
+  /** The page's copy into the region is still queued (installer thread): not there to drop yet. */
+  isInstalling?(page: number): boolean
   /** Starts (or joins) a write-back of every dirty page. */
   flush(): Promise<void>
   /** Called for each clean page just before it is dropped (it is still resident). */
@@ -89,6 +91,12 @@ export class Evictor {
     }
   }
 
+  /** Pages it had to skip may be droppable now (their copies were reported): back under the bound if over. */
+  recheck(): void {
+    if (this.residentCount > this.limitPages) this.evict(Math.floor(this.limitPages * LOW_WATERMARK))
+    else if (this.pool?.isOver()) this.onPoolPressure()
+  }
+
   /** The pool is over its bound: drop this region's share of the excess. */
   onPoolPressure(): void {
     const share = this.pool?.shareOfExcess(this.residentCount, LOW_WATERMARK) ?? 0
@@ -110,6 +118,11 @@ export class Evictor {
       const stamp = this.stamps[this.head]!
       this.head++
       if (this.installStamp[page] !== stamp || !this.host.isResident(page)) continue // stale entry
+      if (this.host.isInstalling?.(page)) {
+        // Kept at the head; the next eviction takes it, once it is there.
+        kept.push([page, stamp])
+        continue
+      }
       if (this.host.isDirty(page)) {
         sawDirty = true
         kept.push([page, stamp])
@@ -117,7 +130,7 @@ export class Evictor {
       }
       victims.push(page)
     }
-    // Dirty pages wait at the head for their write-back.
+    // Dirty pages wait at the head for their write-back, pages being copied for the copy.
     if (kept.length > 0) {
       this.queue.splice(this.head, 0, ...kept.map(([p]) => p))
       this.stamps.splice(this.head, 0, ...kept.map(([, s]) => s))

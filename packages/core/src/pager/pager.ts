@@ -92,8 +92,8 @@ export class Pager {
    * copied into the region on this native thread while the pager goes on.
    */
   installer: PageInstaller | undefined
-  /** Pages handed to the installer, with their bytes (kept alive for it) and whether they are new residents. */
-  private readonly installing = new Map<number, { data: Uint8Array; added: boolean }>()
+  /** Pages handed to the installer, with their bytes: kept alive until it reports the copy. */
+  private readonly installing = new Map<number, Uint8Array>()
 
   constructor(
     private readonly config: PagerConfig,
@@ -225,7 +225,7 @@ export class Pager {
       this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
       this.queue.push(p)
     }
-    if (plan.marker >= 0 && this.inflight.get(plan.marker)?.faultTimes.length === 0) this.markers.add(plan.marker)
+    if (plan.marker >= 0 && this.inflight.get(plan.marker)?.faultTimes.length === 0 && !this.installing.has(plan.marker)) this.markers.add(plan.marker)
   }
 
   /** Fetches and installs pages [first, last] that are not resident, without anyone faulting. */
@@ -253,8 +253,10 @@ export class Pager {
       pending.push(this.runBatch(pages.slice(i, i + this.config.maxBatchPages)).catch((e: FaultlineError) => void failures.push(e)))
     }
     await Promise.all(pending)
-    // Pages handed to the installer thread are installed once it reports them.
-    await Promise.all(pages.filter((p) => this.installing.has(p)).map((p) => this.whenSettled(p)))
+    // Pages handed to the installer thread (held ones too) are installed once it reports them.
+    const copying: Array<Promise<void>> = []
+    for (let p = first; p <= last; p++) if (this.installing.has(p)) copying.push(this.whenSettled(p))
+    await Promise.all(copying)
     if (failures.length > 0) throw failures[0]
   }
 
@@ -407,19 +409,22 @@ export class Pager {
       this.stats.add('pagesFetched')
       this.stats.add('bytesFetched', data.byteLength)
     }
-    if (!this.resident.has(page)) {
+    const wasResident = this.resident.has(page)
+    if (!wasResident) {
       this.stats.add('residentPages')
       this.evictor?.beforeInstall(page)
     }
     if (waiter?.prefetch && !faulted) this.stats.add('prefetchedPages')
-    if (this.installer !== undefined && waiter !== undefined && !faulted && data !== undefined) {
+    if (this.installer !== undefined && waiter !== undefined && !faulted && data !== undefined && !wasResident && !this.installing.has(page)) {
       // Nobody waits for it yet: the installer thread copies it while this
       // thread goes on. It stays in flight (a fault on it waits, a prefetch
-      // of it waits) until the copy is reported; on the books it is resident
-      // now, so a write fault once it is there is tracked.
-      const added = this.resident.add(page)
-      this.installing.set(page, { data, added })
+      // of it waits) until the copy is reported. On the books it is resident
+      // now, so a write fault once it is there is tracked, and the evictor
+      // counts it (it skips it until the copy is reported).
+      this.resident.add(page)
+      this.installing.set(page, data)
       this.installer.install(this.pageAddress(page), data, this.writeBack?.installMode(false) ?? 0, page)
+      this.evictor?.onInstalled(page)
       return
     }
     this.recordLatency(waiter)
@@ -449,17 +454,19 @@ export class Pager {
   onInstallerDone(count: number, results: Float64Array): void {
     for (let k = 0; k < count; k++) {
       const page = results[2 * k]!
-      const entry = this.installing.get(page)
-      if (entry === undefined) continue
+      const data = this.installing.get(page)
+      if (data === undefined) continue
       this.installing.delete(page)
+      this.markers.delete(page)
       const waiter = this.inflight.get(page)
       if (results[2 * k + 1]! < 0) {
         try {
           // Wakes whoever faulted meanwhile; a write fault on it then comes as WP.
-          this.fill(this.pageAddress(page), entry.data, this.writeBack?.installMode(false) ?? 0)
+          this.fill(this.pageAddress(page), data, this.writeBack?.installMode(false) ?? 0)
         } catch (err) {
           this.resident.delete(page)
-          if (entry.added) this.stats.add('residentPages', -1)
+          this.evictor?.forget(page)
+          this.stats.add('residentPages', -1)
           this.failPages([page], err instanceof FaultlineError ? err : new FaultlineError('ERR_PAGER_FAILED', `faultline: installing a page failed: ${errorMessage(err)}`, { pages: [page], cause: err }))
           continue
         }
@@ -468,9 +475,14 @@ export class Pager {
       this.recordLatency(waiter)
       this.inflight.delete(page)
       this.settle(page)
-      if (entry.added) this.evictor?.onInstalled(page)
     }
+    this.evictor?.recheck()
     this.notifyIdle()
+  }
+
+  /** The installer has not reported this page's copy yet: it must not be dropped or read. */
+  isInstalling(page: number): boolean {
+    return this.installing.has(page)
   }
 
   /**
@@ -501,7 +513,9 @@ export class Pager {
     }
   }
 
-  private failPages(pages: number[], error: FaultlineError): void {
+  private failPages(failed: number[], error: FaultlineError): void {
+    // A page whose copy is queued was fetched fine: the installer's report settles it.
+    const pages = failed.filter((p) => !this.installing.has(p))
     const faulted = pages.filter((p) => (this.inflight.get(p)?.faultTimes.length ?? 0) > 0)
     for (const p of pages) {
       this.inflight.delete(p)

@@ -86,6 +86,7 @@ async function start(): Promise<void> {
         isResident: (p) => pager.isResident(p),
         dropResident: (p) => pager.dropResident(p),
         isDirty: (p) => pager.writeBack?.isDirty(p) ?? false,
+        isInstalling: (p) => pager.isInstalling(p),
         flush: () => pager.writeBack?.flush() ?? Promise.resolve(),
         beforeDrop: tier === undefined ? undefined : (p) => tier.keep(p, memory.view(p * options.pageSize, options.pageSize)),
       }, stats, (err) => post({ kind: 'event', type: 'writeback-error', pages: [...((err as FaultlineError).pages ?? [])], message: String((err as Error).message) }), pool)
