@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, inject, it } from 'vitest'
 import { openRegion, type BackendSpec } from '@faultline/core'
 import { builtinBackends, redisKeys } from '@faultline/backends'
+import { checkPattern, fillPattern } from '@faultline/core/pattern'
+import { residentBytes } from '../helpers/smaps.js'
 import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
 
 const leaseHolder = fileURLToPath(new URL('../fixtures/redis-lease-holder.mjs', import.meta.url))
@@ -131,6 +133,49 @@ describe('redis backend: key layout and pass-through options', () => {
       expect(s.residentPages).toBe(128)
       const w = again.view()
       for (let i = 0; i < size; i += 4096) expect(w[i]).toBe((i / 4096) % 251)
+    } finally {
+      await again.close()
+    }
+  })
+})
+
+describe('redis backend: a bounded region', () => {
+  it('scans 4x maxResident and writes back through eviction, within the bound, with correct data', async () => {
+    // Pages fetched ahead go through the installer thread (Redis read buffers are fresh).
+    const spec = fresh('bounded')
+    const size = 32 * MiB
+    const pageSize = 64 * KiB
+    const maxResident = 8 * MiB
+    const writer = await openRegion({ size, pageSize, backend: spec })
+    fillPattern(writer.view(), 0)
+    await writer.close()
+    const region = await openRegion({ pageSize, maxResident, backend: spec })
+    try {
+      const v = region.view()
+      let peak = 0
+      for (let p = 0; p < size / pageSize; p++) {
+        expect(checkPattern(v.subarray(p * pageSize, (p + 1) * pageSize), p * pageSize)).toBe(-1)
+        if (p % 2 === 1) v[p * pageSize] ^= 0xff // half the pages dirty: eviction has to write them back before dropping them
+        if (p % 64 === 0) peak = Math.max(peak, residentBytes(region.handle().address))
+      }
+      const s = region.stats()
+      expect(s.installedOffThread).toBeGreaterThan(0)
+      expect(s.evictedPages).toBeGreaterThan(size / pageSize / 2)
+      expect(s.pagesWritten).toBeGreaterThan(0)
+      expect(s.residentPages * pageSize).toBeLessThanOrEqual(maxResident)
+      expect(peak).toBeLessThanOrEqual(maxResident * 1.1)
+    } finally {
+      await region.close()
+    }
+    const again = await openRegion({ pageSize, backend: spec, access: 'read-only' })
+    try {
+      const w = again.view()
+      for (let p = 0; p < size / pageSize; p++) {
+        const expected = new Uint8Array(pageSize)
+        fillPattern(expected, p * pageSize)
+        if (p % 2 === 1) expected[0]! ^= 0xff
+        expect(Buffer.compare(w.subarray(p * pageSize, (p + 1) * pageSize), expected)).toBe(0)
+      }
     } finally {
       await again.close()
     }
