@@ -155,7 +155,7 @@ describe('redis backend: a bounded region', () => {
       let peak = 0
       for (let p = 0; p < size / pageSize; p++) {
         expect(checkPattern(v.subarray(p * pageSize, (p + 1) * pageSize), p * pageSize)).toBe(-1)
-        if (p % 2 === 1) v[p * pageSize] ^= 0xff // half the pages dirty: eviction has to write them back before dropping them
+        if (p % 2 === 1) v[p * pageSize] = v[p * pageSize]! ^ 0xff // half the pages dirty: eviction has to write them back before dropping them
         if (p % 64 === 0) peak = Math.max(peak, residentBytes(region.handle().address))
       }
       const s = region.stats()
