@@ -139,6 +139,8 @@ export class Pager {
     for (const [page, marker] of servedStreams) this.readAhead(marker ? this.readahead?.onMarker(page) : this.readahead?.onMiss(page))
     // The whole readable burst is queued: no need to wait for a microtask.
     this.drain()
+    // A held page installed here may have been the last one in flight.
+    this.notifyIdle()
   }
 
   /**
@@ -248,6 +250,8 @@ export class Pager {
       this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
       pages.push(p)
     }
+    // Held pages installed above may have been the last ones in flight.
+    this.notifyIdle()
     const failures: FaultlineError[] = []
     for (let i = 0; i < pages.length; i += this.config.maxBatchPages) {
       pending.push(this.runBatch(pages.slice(i, i + this.config.maxBatchPages)).catch((e: FaultlineError) => void failures.push(e)))
