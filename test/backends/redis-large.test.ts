@@ -24,7 +24,7 @@ afterAll(async () => {
 async function step<T>(name: string, work: Promise<T>, ms: number, region?: Region): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${name} did not finish within ${ms} ms; region stats: ${region === undefined || region.closed ? '(none)' : JSON.stringify(region.stats())}`)), ms)
+    timer = setTimeout(() => reject(new Error(`${name} did not finish within ${ms} ms; region stats: ${region === undefined ? '(none)' : JSON.stringify(region.stats())}`)), ms)
   })
   try {
     return await Promise.race([work, stalled])
