@@ -60,7 +60,7 @@ export class RedisBackend implements Backend {
         lease = await Lease.acquire(client, keys.lease, keys.meta, config.leaseMs, name)
       }
       const keysPerCommand = Math.max(1, Math.floor(config.commandBytes / context.pageSize))
-      const io = client instanceof Cluster ? new ClusterIo(client, keysPerCommand) : new StandaloneIo(client, keysPerCommand)
+      const io = client instanceof Cluster ? new ClusterIo(client, keysPerCommand, config.commandTimeoutMs) : new StandaloneIo(client, keysPerCommand)
       // A read-only open of a namespace nobody created yet reads as zeros, at the size asked for.
       // 4 MiB windows: against a server close by (loopback), bytes in flight
       // cost memory and CPU the server shares; 8 MiB was slower there and no
