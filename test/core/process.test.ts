@@ -4,9 +4,10 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 
 const unshared = fileURLToPath(new URL('../fixtures/unshared-source-backend.mjs', import.meta.url))
+const stuckClose = fileURLToPath(new URL('../fixtures/stuck-close-backend.mjs', import.meta.url))
 
-function runScript(script: string, flags: string[] = []): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+function runScript(script: string, flags: string[] = [], timeout = 20_000): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8', timeout })
   return { status: r.status, stdout: r.stdout.trim(), stderr: r.stderr }
 }
 
@@ -49,4 +50,20 @@ describe('a region in its process', () => {
     expect([r.status, r.stdout]).toEqual([0, '0'])
     expect(r.stderr).not.toMatch(/ended without closing/)
   })
+
+  it('close() of a region whose backend never finishes closing resolves after the bound, with every page written back, and says so', () => {
+    const r = runScript(
+      `import { openRegion } from '@faultline/core'
+       const region = await openRegion({ size: 1 << 20, pageSize: 4096, backend: { type: 'module', module: ${JSON.stringify(stuckClose)}, options: { size: 1 << 20 } } })
+       region.view()[3 * 4096] = 7
+       const t0 = Date.now()
+       await region.close()
+       console.log('closed after ' + Math.round((Date.now() - t0) / 1000) + ' s, flushed ' + region.stats().pagesWritten)`,
+      [],
+      60_000,
+    )
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/^closed after (29|30|31|32|33|34|35) s, flushed 1$/)
+    expect(r.stderr).toMatch(/stuck-close did not finish closing within 30 s; the region is closed \(every page was written back\)/)
+  }, 70_000)
 })

@@ -113,7 +113,9 @@ export class RedisBackend implements Backend {
 
   async close(): Promise<void> {
     try {
-      await this.lease?.release()
+      // Bounded: a release that does not come back (a cluster in failover)
+      // must not hold close() up; the lease expires by itself within leaseMs.
+      if (this.lease !== undefined) await within(this.lease.release(), this.config.commandTimeoutMs)
     } catch {
       // Unreachable: the lease expires by itself within leaseMs.
     } finally {
@@ -139,3 +141,12 @@ export async function createRedisBackend(spec: BackendSpec, context: BackendCont
   return RedisBackend.open(spec as unknown as RedisBackendOptions, context)
 }
 
+/** Resolves when `work` settles or after `ms`, whichever is first; rejects only if `work` rejects in time. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}

@@ -119,7 +119,7 @@ async function start(): Promise<void> {
       native.uffdUnregister(fd, address, size)
       native.closeFd(fd)
       native.retireMapping(address)
-      await opened.close()
+      await closeBackend(opened)
     })
     post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
   } catch (err) {
@@ -148,6 +148,32 @@ function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: 
   const shared = backend.sharedPages?.()
   if (shared !== undefined && shared.pages > 0) watcher.addSource(0, Math.min(shared.pages, pageCount), shared.data)
 }
+
+/**
+ * Every page is written back by now, so a backend that does not finish
+ * closing (a connection that never answers its goodbye) only leaks its
+ * sockets until the thread ends: close() goes on after BACKEND_CLOSE_MS and
+ * says so on stderr, rather than never resolving.
+ */
+async function closeBackend(backend: Backend): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), BACKEND_CLOSE_MS)
+  })
+  try {
+    if ((await Promise.race([backend.close().then(() => 'closed' as const), late])) === 'late') {
+      writeSync(2, `faultline: ${backend.info.name} did not finish closing within ${BACKEND_CLOSE_MS / 1000} s; the region is closed (every page was written back) and its connections are dropped with the pager thread\n`)
+      // Its sockets would keep this thread (and so close()) alive.
+      endAfterClose = true
+    }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const BACKEND_CLOSE_MS = 30_000
+/** Set when the backend was left closing: the thread ends itself once close() is answered. */
+let endAfterClose = false
 
 /** Readahead never takes more than a quarter of a resident bound (the region's or its pool's). */
 function readaheadPages(o: typeof options, backendPrefers: number | undefined): number {
@@ -205,6 +231,7 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
           () => {
             reply()
             port.close()
+            if (endAfterClose) process.exit(0)
           },
           (err: unknown) => {
             closing = undefined
