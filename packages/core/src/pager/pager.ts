@@ -419,7 +419,7 @@ export class Pager {
       this.evictor?.beforeInstall(page)
     }
     if (waiter?.prefetch && !faulted) this.stats.add('prefetchedPages')
-    if (this.installer !== undefined && waiter !== undefined && !faulted && data !== undefined && !wasResident && !this.installing.has(page)) {
+    if (this.installer !== undefined && waiter !== undefined && !faulted && data !== undefined && !wasResident) {
       // Nobody waits for it yet: the installer thread copies it while this
       // thread goes on. It stays in flight (a fault on it waits, a prefetch
       // of it waits) until the copy is reported. On the books it is resident
