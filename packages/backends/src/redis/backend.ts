@@ -8,7 +8,7 @@ import { FaultlineError } from '@faultline/core/backend'
 import { Cluster } from 'ioredis'
 import { Readiness, connect, disconnect, type RedisClient } from './client.js'
 import { ClusterIo } from './cluster.js'
-import type { PageIo } from './io.js'
+import { settleWithin, type PageIo } from './io.js'
 import { FORMAT_VERSION, RedisKeys } from './keys.js'
 import { refuseEvictingServers } from './eviction.js'
 import { Lease, lostData } from './lease.js'
@@ -112,15 +112,11 @@ export class RedisBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    try {
-      // Bounded: a release that does not come back (a cluster in failover)
-      // must not hold close() up; the lease expires by itself within leaseMs.
-      if (this.lease !== undefined) await within(this.lease.release(), this.config.commandTimeoutMs)
-    } catch {
-      // Unreachable: the lease expires by itself within leaseMs.
-    } finally {
-      await disconnect(this.client, this.config.connectTimeoutMs)
-    }
+    // Bounded, failures ignored: a release that fails or never comes back (a
+    // cluster in failover) must not hold close() up; the lease expires by
+    // itself within leaseMs.
+    if (this.lease !== undefined) await settleWithin(this.lease.release(), this.config.commandTimeoutMs)
+    await disconnect(this.client, this.config.connectTimeoutMs)
   }
 
   private failure(what: string, cause: unknown, pages: readonly number[]): FaultlineError {
@@ -139,14 +135,4 @@ function message(err: unknown): string {
 
 export async function createRedisBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {
   return RedisBackend.open(spec as unknown as RedisBackendOptions, context)
-}
-
-/** Resolves when `work` settles or after `ms`, whichever is first; rejects only if `work` rejects in time. */
-async function within(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
 }

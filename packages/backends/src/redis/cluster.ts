@@ -12,7 +12,7 @@
  * slot map. Both MGET and MSET of whole pages are idempotent, so a re-send is safe.
  */
 import type { Cluster } from 'ioredis'
-import { chunks, settleAll, waitOn, type PageIo } from './io.js'
+import { chunks, settleAll, settleWithin, waitOn, type PageIo } from './io.js'
 import { keySlot } from './slot.js'
 
 interface Command {
@@ -100,6 +100,11 @@ export class ClusterIo implements PageIo {
         if (commands.length > 1) {
           const pipeline = this.cluster.pipeline()
           for (const c of commands) queue(pipeline, c)
+          // A cluster pipeline waits for a slot map before it is sent, outside the
+          // per-command timeout; in loaded test runs a close() of a 512 MiB region
+          // stalled for minutes (test/backends/redis-large.test.ts) and such a
+          // pipeline was a suspect. On expiry its commands are re-sent one by one
+          // (MGET and MSET are idempotent) and a late reply is ignored.
           results = await settleWithin(pipeline.exec(), this.pipelineTimeoutMs)
         }
         await settleAll(
@@ -122,25 +127,5 @@ export class ClusterIo implements PageIo {
       else list.push(position)
     })
     return [...bySlot].flatMap(([slot, positions]) => chunks(positions, this.keysPerCommand).map((part) => ({ slot, positions: part })))
-  }
-}
-
-/**
- * The pipeline's results, or null if it failed or did not settle in time;
- * its commands are then re-sent one by one (MGET and MSET are idempotent)
- * and a late reply of the pipeline is ignored. A cluster pipeline waits for
- * a slot map before it is sent, outside the per-command timeout; in loaded
- * test runs a close() of a 512 MiB region stalled in its flush for minutes
- * (test/backends/redis-large.test.ts), and such a pipeline is the suspect.
- */
-async function settleWithin<T>(work: Promise<T>, ms: number): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), ms)
-  })
-  try {
-    return await Promise.race([work.catch(() => null), expired])
-  } finally {
-    clearTimeout(timer)
   }
 }

@@ -33,3 +33,19 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
   return out
 }
+
+/**
+ * `work`'s value, or null if it rejects or has not settled within `ms` (a
+ * late settlement is ignored): for steps that must not hold the caller up.
+ */
+export async function settleWithin<T>(work: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms)
+  })
+  try {
+    return await Promise.race([work.catch(() => null), expired])
+  } finally {
+    clearTimeout(timer)
+  }
+}
