@@ -100,7 +100,7 @@ describe('redis backend: outages', () => {
       expect(region.stats().dirtyPages).toBe(count - written)
 
       await server.launch()
-      await region.flush()
+      await flushOnceReconnected(region)
       expect(region.stats().dirtyPages).toBe(0)
 
       const keys = redisKeys(backend)
@@ -121,6 +121,25 @@ describe('redis backend: outages', () => {
     }
   })
 })
+
+/**
+ * The outage outlasted connectTimeoutMs, so writes fail at once until the
+ * backend's client has reconnected, which it does on its own backoff (up to
+ * 1 s between tries) after the server is back: flush then, and only retry a
+ * flush refused for not being connected.
+ */
+async function flushOnceReconnected(region: Region): Promise<void> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    try {
+      await region.flush()
+      return
+    } catch (err) {
+      if (!/not connected to Redis/.test(String((err as Error).message)) || Date.now() > deadline) throw err
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+}
 
 describe('redis backend: no threadpool on the fault path', () => {
   it('reconnects and serves a fault while the only threadpool thread is the one asleep in it', async () => {
