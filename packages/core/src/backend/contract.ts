@@ -31,11 +31,12 @@ export interface BackendInfo {
    */
   readonly readaheadBytes?: number | undefined
   /**
-   * True when every buffer `read()` resolves to is new and never written
-   * again by the backend (e.g. a network reply). The pager may then hand
-   * pages fetched ahead to its installer thread, which copies them into the
-   * region while the pager parses the next reply, instead of copying them
-   * itself. Leave it unset when `read()` reuses buffers (see {@link Backend.read}).
+   * True when the backend never writes again to a buffer `read()` resolved
+   * to (e.g. a network reply), unless the pager hands it back with
+   * {@link Backend.recycle}. The pager may then hand pages fetched ahead to
+   * its installer thread, which copies them into the region while the pager
+   * parses the next reply, instead of copying them itself. Leave it unset
+   * when `read()` reuses buffers on its own (see {@link Backend.read}).
    */
   readonly freshReadBuffers?: boolean | undefined
 }
@@ -81,6 +82,17 @@ export interface Backend {
    * reuse one buffer.
    */
   readSync?(indexes: readonly number[]): ReadonlyArray<Uint8Array | undefined>
+  /**
+   * Hands back a page buffer that {@link read} resolved to, once its bytes
+   * are in the region (or copied elsewhere) and the pager will not look at
+   * it again, so a backend with `freshReadBuffers` can fill it with a later
+   * read: memory already touched is much cheaper to fill than new memory.
+   * Called at most once per buffer, and not for every buffer (one the pager
+   * dropped is left to the garbage collector); a backend must ignore buffers
+   * it did not hand out. A backend that implements it must resolve each page
+   * of a read to a buffer of its own.
+   */
+  recycle?(data: Uint8Array): void
   /**
    * Pages that live in shared memory of this process: page `p` of the first
    * `pages` is always `data[p * pageSize, (p + 1) * pageSize)`, including

@@ -356,6 +356,7 @@ export class Pager {
         this.emit({ kind: 'event', type: 'fetch-retry', pages: plan.toRead, attempt, message: errorMessage(err) })
       },
     })
+    if (this.backend.recycle !== undefined) for (const data of read) if (data !== undefined) this.recyclable.add(data)
     return this.merge(plan, read)
   }
 
@@ -395,7 +396,10 @@ export class Pager {
         // Keep a copy: the backend may reuse its buffer after the next call.
         this.held.set(page, data?.slice())
         // Staged, the reader's fault on it is answered before JS runs.
-        if (data !== undefined) this.staging?.stage(page, data)
+        if (data !== undefined) {
+          this.staging?.stage(page, data)
+          this.recycle(data)
+        }
         this.inflight.delete(page)
         this.settle(page)
         return
@@ -438,6 +442,7 @@ export class Pager {
     // unread in the queue is answered with UFFDIO_WAKE when it is read.)
     const dontWake = faulted ? 0 : constants.UFFDIO_COPY_MODE_DONTWAKE
     this.fill(this.pageAddress(page), data, (this.writeBack?.installMode(forWrite) ?? 0) | dontWake)
+    if (data !== undefined) this.recycle(data)
     const added = this.resident.add(page)
     this.inflight.delete(page)
     this.settle(page)
@@ -475,6 +480,7 @@ export class Pager {
           continue
         }
       }
+      this.recycle(data)
       if (results[2 * k + 1]! === 1) this.stats.add('installedOffThread')
       this.recordLatency(waiter)
       this.inflight.delete(page)
@@ -482,6 +488,18 @@ export class Pager {
     }
     this.evictor?.recheck()
     this.notifyIdle()
+  }
+
+  /**
+   * Buffers read() resolved to that the backend may have back: the pager
+   * also installs bytes of its own (the second tier, held copies), and must
+   * hand back each of the backend's buffers once at most.
+   */
+  private readonly recyclable = new WeakSet<Uint8Array>()
+
+  /** The bytes are in the region now: the backend may fill this buffer again. */
+  private recycle(data: Uint8Array): void {
+    if (this.recyclable.delete(data)) this.backend.recycle!(data)
   }
 
   /** The installer has not reported this page's copy yet: it must not be dropped or read. */
