@@ -15,6 +15,12 @@ import { Lease, lostData } from './lease.js'
 import { checkGeometry, createMeta, readMeta, type RegionMeta } from './metadata.js'
 import { parseRedisOptions, type RedisBackendOptions, type RedisConfig } from './options.js'
 import { StandaloneIo } from './standalone.js'
+import { PageReader, PageReaderSlot } from './page-reader.js'
+import { resolveHost } from './resolve.js'
+import { ReadBufferPool } from '../read-buffers.js'
+
+/** Page buffers kept for reuse: a few readahead windows in flight and being installed. */
+const POOL_BYTES = 32 * 2 ** 20
 
 export class RedisBackend implements Backend {
   private readonly readiness: Readiness
@@ -28,6 +34,8 @@ export class RedisBackend implements Backend {
     private readonly lease: Lease | undefined,
     /** The namespace had metadata at open: its disappearance means Redis lost the data. */
     private readonly metaExpected: boolean,
+    private readonly pool: ReadBufferPool | undefined,
+    private readonly pageReads: PageReaderSlot | undefined,
   ) {
     this.readiness = new Readiness(client, config.connectTimeoutMs)
   }
@@ -60,13 +68,15 @@ export class RedisBackend implements Backend {
         lease = await Lease.acquire(client, keys.lease, keys.meta, config.leaseMs, name)
       }
       const keysPerCommand = Math.max(1, Math.floor(config.commandBytes / context.pageSize))
-      const io = client instanceof Cluster ? new ClusterIo(client, keysPerCommand, config.commandTimeoutMs) : new StandaloneIo(client, keysPerCommand)
+      const pool = config.pageReadConnection ? new ReadBufferPool(context.pageSize, Math.max(16, Math.ceil(POOL_BYTES / context.pageSize))) : undefined
+      const pageReads = pool === undefined ? undefined : await startPageReads(config, pool)
+      const io = client instanceof Cluster ? new ClusterIo(client, keysPerCommand, config.commandTimeoutMs) : new StandaloneIo(client, keysPerCommand, pageReads)
       // A read-only open of a namespace nobody created yet reads as zeros, at the size asked for.
       // 4 MiB windows: against a server close by (loopback), bytes in flight
       // cost memory and CPU the server shares; 8 MiB was slower there and no
       // faster across a 2 ms round trip (docs/tuning.md).
       const info: BackendInfo = { name, size: meta?.size ?? context.size, readOnly: context.readOnly, maxBatchPages: 1024, readaheadBytes: 4 * 2 ** 20, freshReadBuffers: true }
-      return new RedisBackend(info, config, client, io, keys, lease, meta !== undefined)
+      return new RedisBackend(info, config, client, io, keys, lease, meta !== undefined, pool, pageReads)
     } catch (err) {
       await lease?.release().catch(() => undefined)
       await disconnect(client, config.connectTimeoutMs)
@@ -86,6 +96,10 @@ export class RedisBackend implements Backend {
     }
     if (this.metaExpected && values.pop() === null) throw lostData(this.info.name)
     return values.map((v) => v ?? undefined)
+  }
+
+  recycle(data: Uint8Array): void {
+    this.pool?.recycle(data)
   }
 
   async write(pages: readonly PageWrite[]): Promise<void> {
@@ -116,6 +130,7 @@ export class RedisBackend implements Backend {
     // cluster in failover) must not hold close() up; the lease expires by
     // itself within leaseMs.
     if (this.lease !== undefined) await settleWithin(this.lease.release(), this.config.commandTimeoutMs)
+    this.pageReads?.close()
     await disconnect(this.client, this.config.connectTimeoutMs)
   }
 
@@ -131,6 +146,25 @@ function message(err: unknown): string {
   if (/MaxRetriesPerRequest|Connection is closed/i.test(text)) return 'the connection to Redis was lost'
   if (/Command timed out/.test(text)) return `Redis did not answer in time (commandTimeoutMs)`
   return text
+}
+
+/** The page-read connection, up at open if it can be: reads fall back to ioredis while it is not. */
+async function startPageReads(config: RedisConfig, pool: ReadBufferPool): Promise<PageReaderSlot> {
+  const endpoint = config.endpoints[0]!
+  const slot = new PageReaderSlot(async () =>
+    PageReader.connect({
+      host: await resolveHost(endpoint.host, config.connectTimeoutMs),
+      port: endpoint.port,
+      username: config.username,
+      password: config.password,
+      db: config.db,
+      connectTimeoutMs: config.connectTimeoutMs,
+      commandTimeoutMs: config.commandTimeoutMs,
+      allocate: (length) => (length === pool.pageSize ? pool.take() : Buffer.allocUnsafe(length)),
+    }),
+  )
+  await slot.start()
+  return slot
 }
 
 export async function createRedisBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {

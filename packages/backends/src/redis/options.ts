@@ -65,6 +65,15 @@ export interface RedisBackendOptions {
   waitReplicas?: number
   /** Bytes of pages per MGET/MSET command; a batch is split into commands of about this size, sent together. Default 1 MiB. */
   commandBytes?: number
+  /**
+   * Read pages over a second connection of the backend's own, whose replies
+   * are parsed straight into reused page buffers, instead of through ioredis
+   * (which builds a new buffer for every value): on a fast network this is
+   * the pager's largest cost (docs/tuning.md). Writes, the lease and metadata
+   * stay on ioredis. Standalone servers without TLS only. Default: true
+   * where it applies; false puts every command on the one ioredis connection.
+   */
+  pageReadConnection?: boolean
 }
 
 export interface Endpoint {
@@ -87,11 +96,12 @@ export interface RedisConfig {
   commandTimeoutMs: number
   commandBytes: number
   waitReplicas: number
+  pageReadConnection: boolean
   /** For messages and stats: scheme, first host, namespace; no credentials. */
   name: string
 }
 
-const KNOWN = ['url', 'namespace', 'cluster', 'username', 'password', 'tls', 'db', 'keyPrefix', 'leaseMs', 'connectTimeoutMs', 'commandTimeoutMs', 'commandBytes', 'waitReplicas'] as const
+const KNOWN = ['url', 'namespace', 'cluster', 'username', 'password', 'tls', 'db', 'keyPrefix', 'leaseMs', 'connectTimeoutMs', 'commandTimeoutMs', 'commandBytes', 'waitReplicas', 'pageReadConnection'] as const
 
 export function parseRedisOptions(raw: Record<string, unknown>): RedisConfig {
   checkKnownOptions('redis', raw, KNOWN)
@@ -161,11 +171,18 @@ export function parseRedisOptions(raw: Record<string, unknown>): RedisConfig {
   const commandTimeoutMs = wholeNumber('commandTimeoutMs', o.commandTimeoutMs, 10_000, 1)
   const commandBytes = wholeNumber('commandBytes', o.commandBytes, 1 << 20, 1)
   const waitReplicas = wholeNumber('waitReplicas', o.waitReplicas, 0, 0)
+  if (o.pageReadConnection !== undefined && typeof o.pageReadConnection !== 'boolean') {
+    throw optionError('redis', 'pageReadConnection', `must be true or false (got ${JSON.stringify(o.pageReadConnection)})`)
+  }
+  if (o.pageReadConnection === true && (cluster || tls !== undefined)) {
+    throw optionError('redis', 'pageReadConnection', `works with a standalone server without TLS only; leave it unset for ${cluster ? 'Redis Cluster' : 'TLS'}`)
+  }
+  const pageReadConnection = o.pageReadConnection ?? (!cluster && tls === undefined)
 
   const scheme = `${url.protocol.slice(0, -1)}${cluster ? '+cluster' : ''}`
   const hostPart = first.host.includes(':') ? `[${first.host}]` : first.host
   const name = `${scheme}://${hostPart}:${first.port}${db === 0 ? '' : `/db${db}`}/${namespace}`
-  return { endpoints, cluster, namespace, keyPrefix, username, password, tls, db, leaseMs, connectTimeoutMs, commandTimeoutMs, commandBytes, waitReplicas, name }
+  return { endpoints, cluster, namespace, keyPrefix, username, password, tls, db, leaseMs, connectTimeoutMs, commandTimeoutMs, commandBytes, waitReplicas, pageReadConnection, name }
 }
 
 function checkKeyPart(option: string, value: string): void {

@@ -5,15 +5,20 @@
  */
 import type { Redis } from 'ioredis'
 import { chunks, settleAll, waitOn, type PageIo } from './io.js'
+import type { PageReaderSlot } from './page-reader.js'
 
 export class StandaloneIo implements PageIo {
   constructor(
     private readonly client: Redis,
     private readonly keysPerCommand: number,
+    /** Page reads' own connection (page-reader.ts), when enabled; ioredis while it is down. */
+    private readonly pageReads: PageReaderSlot | undefined,
   ) {}
 
   async get(keys: readonly string[]): Promise<Array<Buffer | null>> {
-    const parts = await settleAll(chunks(keys, this.keysPerCommand).map((part) => this.client.mgetBuffer(...part)))
+    const reader = this.pageReads?.current()
+    const mget = reader !== undefined ? (part: string[]) => reader.mget(part) : (part: string[]) => this.client.mgetBuffer(...part)
+    const parts = await settleAll(chunks(keys, this.keysPerCommand).map(mget))
     return parts.flat()
   }
 

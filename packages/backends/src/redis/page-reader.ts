@@ -1,0 +1,208 @@
+/**
+ * A second connection to a standalone server, for page reads only (MGET).
+ * Its replies are parsed by resp-parser.ts from one reused socket buffer into
+ * pooled page buffers, so a page costs one copy into memory already touched.
+ * Through ioredis the same page costs a concatenation into a new buffer on
+ * each reply, which a CPU profile put at most of the pager's time in a
+ * loopback scan (docs/benchmarks.md). Everything else — writes, the lease,
+ * metadata, Cluster, TLS — stays on ioredis.
+ *
+ * Redis runs commands of all connections in the order they arrive, so a read
+ * sent after a write's reply came back sees that write on either connection.
+ */
+import net from 'node:net'
+import { RespParser, RedisReplyError, type RespReply } from './resp-parser.js'
+
+export interface PageReaderOptions {
+  /** An IP address (resolve.ts): net.connect would look names up on the threadpool. */
+  host: string
+  port: number
+  username: string | undefined
+  password: string | undefined
+  db: number
+  connectTimeoutMs: number
+  commandTimeoutMs: number
+  /** A buffer for each bulk value of `length` bytes. */
+  allocate: (length: number) => Buffer
+}
+
+interface Pending {
+  resolve(reply: RespReply): void
+  reject(err: Error): void
+}
+
+/** Bytes the kernel hands over per read: 4 pages of 64 KiB. */
+const READ_BUFFER_BYTES = 256 * 1024
+
+export class PageReader {
+  private readonly pending: Pending[] = []
+  private readonly parser: RespParser
+  private socket: net.Socket | undefined
+  private failure: Error | undefined
+
+  private constructor(private readonly options: PageReaderOptions) {
+    this.parser = new RespParser(options.allocate, (reply) => {
+      const next = this.pending.shift()
+      if (next !== undefined) next.resolve(reply)
+      else this.fail(new Error('Redis sent a reply to no command: the connection is out of step'))
+    })
+  }
+
+  /** Connects, authenticates and selects the database; rejects if any of that fails. */
+  static async connect(options: PageReaderOptions): Promise<PageReader> {
+    const reader = new PageReader(options)
+    await reader.open()
+    try {
+      if (options.password !== undefined) {
+        await reader.command(options.username === undefined ? ['AUTH', options.password] : ['AUTH', options.username, options.password])
+      }
+      if (options.db !== 0) await reader.command(['SELECT', String(options.db)])
+      // A name shows up in CLIENT LIST; a proxy that refuses CLIENT is no reason to go without.
+      await reader.command(['CLIENT', 'SETNAME', 'faultline-pages']).catch((err: unknown) => {
+        if (!(err instanceof RedisReplyError)) throw err
+      })
+    } catch (err) {
+      reader.close()
+      throw err
+    }
+    return reader
+  }
+
+  /** False once the connection failed or was closed: make a new reader. */
+  get usable(): boolean {
+    return this.failure === undefined
+  }
+
+  /** MGET: the values of `keys` in order, null where a key is absent. */
+  async mget(keys: readonly string[]): Promise<Array<Buffer | null>> {
+    const reply = await this.command(['MGET', ...keys])
+    if (!Array.isArray(reply) || reply.length !== keys.length || reply.some((v) => v !== null && !Buffer.isBuffer(v))) {
+      const error = new Error('MGET got a reply that is not one value per key')
+      this.fail(error)
+      throw error
+    }
+    return reply as Array<Buffer | null>
+  }
+
+  close(): void {
+    this.fail(new Error('the page-read connection was closed'))
+  }
+
+  private open(): Promise<void> {
+    const { host, port, connectTimeoutMs } = this.options
+    // One buffer for every read: the kernel copies into memory that stays warm.
+    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback: (bytes) => this.onData(bytes, buffer) } })
+      this.socket = socket
+      const timer = setTimeout(() => {
+        socket.destroy()
+        reject(new Error(`connecting to ${host}:${port} took longer than connectTimeoutMs (${connectTimeoutMs} ms)`))
+      }, connectTimeoutMs)
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      socket.on('error', (err) => {
+        clearTimeout(timer)
+        reject(err)
+        this.fail(err)
+      })
+      socket.on('close', () => this.fail(new Error('the connection to Redis was lost')))
+    })
+  }
+
+  private command(args: readonly string[]): Promise<RespReply> {
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(new Error(`Redis did not answer in time (commandTimeoutMs, ${this.options.commandTimeoutMs} ms)`)), this.options.commandTimeoutMs)
+      this.pending.push({
+        resolve: (reply) => {
+          clearTimeout(timer)
+          if (reply instanceof RedisReplyError) reject(reply)
+          else resolve(reply)
+        },
+        reject: (err) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      })
+      this.socket!.write(encode(args))
+    })
+  }
+
+  /** Always true: returning false would pause the socket. */
+  private onData(bytes: number, buffer: Buffer): boolean {
+    if (this.failure !== undefined) return true
+    try {
+      this.parser.feed(buffer, bytes)
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)))
+    }
+    return true
+  }
+
+  /** Fails every command in flight and the connection for good: replies after a failure cannot be matched up. */
+  private fail(err: Error): void {
+    if (this.failure !== undefined) return
+    this.failure = err
+    this.socket?.destroy()
+    for (const p of this.pending.splice(0)) p.reject(err)
+  }
+}
+
+/** A command in RESP: an array of bulk strings. */
+function encode(args: readonly string[]): string {
+  let out = `*${args.length}\r\n`
+  for (const a of args) out += `$${Buffer.byteLength(a)}\r\n${a}\r\n`
+  return out
+}
+
+/**
+ * The page-read connection over the backend's life: made at open, and made
+ * again in the background after it fails, with backoff. Until it is up,
+ * page reads take the ioredis connection.
+ */
+export class PageReaderSlot {
+  private reader: PageReader | undefined
+  private connecting = false
+  private closed = false
+  private retryAt = 0
+  private backoffMs = 0
+
+  constructor(private readonly connectOne: () => Promise<PageReader>) {}
+
+  /** The first connection; if it fails, reads start on ioredis and this retries later. */
+  start(): Promise<void> {
+    return this.attempt()
+  }
+
+  /** The reader if it is up; otherwise undefined, and a reconnect is under way unless one failed just now. */
+  current(): PageReader | undefined {
+    if (this.reader?.usable === true) return this.reader
+    this.reader = undefined
+    if (!this.connecting && !this.closed && performance.now() >= this.retryAt) void this.attempt()
+    return undefined
+  }
+
+  close(): void {
+    this.closed = true
+    this.reader?.close()
+    this.reader = undefined
+  }
+
+  private async attempt(): Promise<void> {
+    this.connecting = true
+    try {
+      const reader = await this.connectOne()
+      if (this.closed) reader.close()
+      else this.reader = reader
+      this.backoffMs = 0
+    } catch {
+      this.backoffMs = Math.min(Math.max(2 * this.backoffMs, 500), 30_000)
+      this.retryAt = performance.now() + this.backoffMs
+    } finally {
+      this.connecting = false
+    }
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * A streaming RESP2 reply parser for the page-read connection. Unlike
+ * ioredis's parser it copies each bulk value once, straight from the socket's
+ * (reused) read buffer into a buffer the caller supplies: page-sized values
+ * into pooled, already-touched memory. It knows only what page reads get
+ * back: simple strings, errors, integers, bulk strings, nil, and flat arrays
+ * of those.
+ */
+
+/** An error reply (`-ERR …`) from the server: the command failed, the connection is fine. */
+export class RedisReplyError extends Error {
+  override readonly name = 'RedisReplyError'
+}
+
+export type RespValue = Buffer | null | string | number | RedisReplyError
+export type RespReply = RespValue | RespValue[]
+
+/** The longest header line accepted (error messages included): a longer one means the stream is not RESP. */
+const MAX_LINE = 64 * 1024
+const CR = 13
+const LF = 10
+
+export class RespParser {
+  /** Header bytes that arrived without their line end yet. */
+  private line = Buffer.allocUnsafe(256)
+  private lineLength = 0
+  /** The bulk value being received, where its next byte goes, and how many are still to come. */
+  private value: Buffer | undefined
+  private valueAt = 0
+  private valueLeft = 0
+  /** Bytes of the CRLF after a bulk value still to skip. */
+  private crlfLeft = 0
+  /** The array being received, and its elements still to come. */
+  private items: RespValue[] | undefined
+  private itemsLeft = 0
+
+  /**
+   * @param allocate a buffer for a bulk value of `length` bytes, exactly that long.
+   * @param onReply called with each complete top-level reply, in order.
+   */
+  constructor(
+    private readonly allocate: (length: number) => Buffer,
+    private readonly onReply: (reply: RespReply) => void,
+  ) {}
+
+  /** Parses `chunk[0, end)`. Throws on bytes that are not RESP; the stream is then unusable. */
+  feed(chunk: Buffer, end: number): void {
+    let i = 0
+    while (i < end) {
+      if (this.valueLeft > 0) {
+        const take = Math.min(this.valueLeft, end - i)
+        chunk.copy(this.value!, this.valueAt, i, i + take)
+        this.valueAt += take
+        this.valueLeft -= take
+        i += take
+        if (this.valueLeft === 0) this.crlfLeft = 2
+      } else if (this.crlfLeft > 0) {
+        const take = Math.min(this.crlfLeft, end - i)
+        this.crlfLeft -= take
+        i += take
+        if (this.crlfLeft === 0) {
+          const value = this.value!
+          this.value = undefined
+          this.element(value)
+        }
+      } else {
+        // indexOf may look past `end` into stale bytes of a reused buffer: only a hit before `end` counts.
+        const lf = chunk.indexOf(LF, i)
+        if (lf === -1 || lf >= end) {
+          this.keep(chunk, i, end)
+          return
+        }
+        if (this.lineLength === 0) {
+          this.header(chunk, i, lf)
+        } else {
+          this.keep(chunk, i, lf)
+          this.header(this.line, 0, this.lineLength)
+          this.lineLength = 0
+        }
+        i = lf + 1
+      }
+    }
+  }
+
+  /** True between replies: nothing half-received. */
+  get idle(): boolean {
+    return this.lineLength === 0 && this.value === undefined && this.items === undefined
+  }
+
+  private keep(chunk: Buffer, from: number, to: number): void {
+    const needed = this.lineLength + (to - from)
+    if (needed > MAX_LINE) throw new Error(`a reply header longer than ${MAX_LINE} bytes: the stream is not RESP`)
+    if (needed > this.line.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.line.length))
+      this.line.copy(grown, 0, 0, this.lineLength)
+      this.line = grown
+    }
+    chunk.copy(this.line, this.lineLength, from, to)
+    this.lineLength = needed
+  }
+
+  /** One header line, `bytes[from, lf)` where `lf` is the LF's index; the CR before it is dropped. */
+  private header(bytes: Buffer, from: number, lf: number): void {
+    const to = lf > from && bytes[lf - 1] === CR ? lf - 1 : lf
+    const type = bytes[from]
+    switch (type) {
+      case 0x24: {
+        // $<length>: a bulk string, or nil
+        const length = integer(bytes, from + 1, to)
+        if (length < 0) return this.element(null)
+        this.value = this.allocate(length)
+        this.valueAt = 0
+        this.valueLeft = length
+        if (length === 0) this.crlfLeft = 2
+        return
+      }
+      case 0x2a: {
+        // *<count>
+        const count = integer(bytes, from + 1, to)
+        if (this.items !== undefined) throw new Error('a nested array in a reply: not a page read reply')
+        if (count < 0) return this.element(null)
+        if (count === 0) return this.onReply([])
+        this.items = []
+        this.itemsLeft = count
+        return
+      }
+      case 0x2b:
+        return this.element(bytes.toString('utf8', from + 1, to))
+      case 0x2d:
+        return this.element(new RedisReplyError(bytes.toString('utf8', from + 1, to)))
+      case 0x3a:
+        return this.element(integer(bytes, from + 1, to))
+      default:
+        throw new Error(`unexpected reply type byte ${type === undefined ? '(none)' : `0x${type.toString(16)}`}: the stream is not RESP`)
+    }
+  }
+
+  private element(value: RespValue): void {
+    const items = this.items
+    if (items === undefined) return this.onReply(value)
+    items.push(value)
+    if (--this.itemsLeft === 0) {
+      this.items = undefined
+      this.onReply(items)
+    }
+  }
+}
+
+/** A RESP integer from ASCII digits, with an optional minus sign. */
+function integer(bytes: Buffer, from: number, to: number): number {
+  let negative = false
+  let i = from
+  if (bytes[i] === 0x2d) {
+    negative = true
+    i++
+  }
+  if (i >= to) throw new Error('an empty number in a reply header: the stream is not RESP')
+  let n = 0
+  for (; i < to; i++) {
+    const digit = bytes[i]! - 0x30
+    if (digit < 0 || digit > 9) throw new Error('a malformed number in a reply header: the stream is not RESP')
+    n = n * 10 + digit
+  }
+  if (n > Number.MAX_SAFE_INTEGER) throw new Error('a number out of range in a reply header')
+  return negative ? -n : n
+}
