@@ -12,6 +12,7 @@ import { Redis } from 'ioredis'
 import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends, redisKeys } from '@faultline/backends'
+import { deliveryCeiling } from './redis-ceiling.mjs'
 
 const PAGE = 65536
 
@@ -92,6 +93,10 @@ export async function redisScenarios({ quick, row }) {
         }
       }))
     }
+    const ceiling = async (order, _client, url) => {
+      const { hostname, port } = new URL(url)
+      return deliveryCeiling(hostname, Number(port), order.map((p) => keys.page(p)), PAGE)
+    }
     let faults = 0
     const mapped = async (order, _client, url) => {
       const region = await openRegion({ backend: { type: 'redis', url }, pageSize: PAGE, access: 'read-only' })
@@ -111,7 +116,7 @@ export async function redisScenarios({ quick, row }) {
      * slow spell over every subject instead of one.
      */
     const measure = async (scenario, order, client, url) => {
-      const subjects = [oneAwait, batchedLoop, mapped]
+      const subjects = [oneAwait, batchedLoop, mapped, ceiling]
       const ms = subjects.map(() => Infinity)
       const faultsOf = []
       for (let round = 0; round < 3; round++) {
@@ -130,6 +135,8 @@ export async function redisScenarios({ quick, row }) {
       const r = row(scenario, 'faultline, mapped', rate(ms[2], order.length), one)
       r.vs_batched = r.gbps / batched.gbps
       r.faults = faultsOf[2]
+      const limit = row(scenario, 'ceiling: raw socket, pipelined MGET, bytes dropped', rate(ms[3], order.length), one)
+      r.vs_ceiling = r.gbps / limit.gbps
     }
     const seq = Array.from({ length: pages }, (_, i) => i)
     // Warm the server, the client and this process's memory once for everyone.
