@@ -97,9 +97,13 @@ export async function redisScenarios({ quick, row }) {
       const { hostname, port } = new URL(url)
       return deliveryCeiling(hostname, Number(port), order.map((p) => keys.page(p)), PAGE)
     }
+    // The same pages in this process's shared memory: a region over them
+    // costs the pager and the kernel what a Redis region does, minus the network.
+    const local = new Uint8Array(new SharedArrayBuffer(bytes))
+    local.set(data)
     let faults = 0
-    const mapped = async (order, _client, url) => {
-      const region = await openRegion({ backend: { type: 'redis', url }, pageSize: PAGE, access: 'read-only' })
+    const mappedOver = (backend) => async (order) => {
+      const region = await openRegion({ backend, pageSize: PAGE, access: 'read-only' })
       try {
         const v = region.view()
         const t0 = performance.now()
@@ -110,13 +114,15 @@ export async function redisScenarios({ quick, row }) {
         await region.close()
       }
     }
+    const mapped = (order, client, url) => mappedOver({ type: 'redis', url })(order)
+    const inMemory = mappedOver({ type: 'memory', data: local })
     /**
      * Each subject's best of three runs, taken in turns (one, batched, mapped,
      * one, …): this VM's speed drifts by 2× over seconds, and turns spread a
      * slow spell over every subject instead of one.
      */
     const measure = async (scenario, order, client, url) => {
-      const subjects = [oneAwait, batchedLoop, mapped, ceiling]
+      const subjects = [oneAwait, batchedLoop, mapped, ceiling, inMemory]
       const ms = subjects.map(() => Infinity)
       const faultsOf = []
       for (let round = 0; round < 3; round++) {
@@ -137,6 +143,8 @@ export async function redisScenarios({ quick, row }) {
       r.faults = faultsOf[2]
       const limit = row(scenario, 'ceiling: raw socket, pipelined MGET, bytes dropped', rate(ms[3], order.length), one)
       r.vs_ceiling = r.gbps / limit.gbps
+      const memory = row(scenario, 'bound: faultline over the memory backend', rate(ms[4], order.length), one)
+      r.vs_memory = r.gbps / memory.gbps
     }
     const seq = Array.from({ length: pages }, (_, i) => i)
     // Warm the server, the client and this process's memory once for everyone.

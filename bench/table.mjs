@@ -22,6 +22,7 @@ export function renderTable(rows) {
       r.vs_copy !== undefined ? `vs copy ${fmt(r.vs_copy)}` : '',
       r.vs_batched !== undefined ? `vs batched ${fmt(r.vs_batched)}` : '',
       r.vs_ceiling !== undefined ? `vs ceiling ${fmt(r.vs_ceiling)}` : '',
+      r.vs_memory !== undefined ? `vs memory ${fmt(r.vs_memory)}` : '',
       r.faults !== undefined ? `faults ${r.faults}` : '',
       r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '',
       r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : '',
