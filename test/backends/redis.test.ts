@@ -58,8 +58,7 @@ describe('redis backend: opening', () => {
     [{ url: 'redis://127.0.0.1:6379/a', cluster: { nodes: ['nohost'] } }, 'backend.cluster.nodes', /"host:port"/],
     [{ url: 'redis://127.0.0.1:6379/a', tls: 'yes' }, 'backend.tls', /true, false or an object/],
     [{ url: 'redis://127.0.0.1:6379/a', pageReadConnection: 'yes' }, 'backend.pageReadConnection', /must be true or false/],
-    [{ url: 'redis://127.0.0.1:6379/a?cluster', pageReadConnection: true }, 'backend.pageReadConnection', /standalone server without TLS only; leave it unset for Redis Cluster/],
-    [{ url: 'rediss://127.0.0.1:6379/a', pageReadConnection: true }, 'backend.pageReadConnection', /leave it unset for TLS/],
+    [{ url: 'rediss://127.0.0.1:6379/a', pageReadConnection: true }, 'backend.pageReadConnection', /works without TLS only; leave it unset with TLS/],
   ])('refuses bad options with a typed error naming the option: %j', async (options, option, message) => {
     const open = builtinBackends.redis!({ type: 'redis', ...options }, { pageSize: 4 * KiB, size: MiB, readOnly: false })
     await expect(open).rejects.toMatchObject({ name: 'FaultlineError', code: 'ERR_INVALID_OPTION', option })

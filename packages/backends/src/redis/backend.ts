@@ -15,7 +15,7 @@ import { Lease, lostData } from './lease.js'
 import { checkGeometry, createMeta, readMeta, type RegionMeta } from './metadata.js'
 import { parseRedisOptions, type RedisBackendOptions, type RedisConfig } from './options.js'
 import { StandaloneIo } from './standalone.js'
-import { PageReader, PageReaderSlot } from './page-reader.js'
+import { PageReader, PageReaderSlot, PageReaderSlots } from './page-reader.js'
 import { resolveHost } from './resolve.js'
 import { ReadBufferPool } from '../read-buffers.js'
 
@@ -35,7 +35,7 @@ export class RedisBackend implements Backend {
     /** The namespace had metadata at open: its disappearance means Redis lost the data. */
     private readonly metaExpected: boolean,
     private readonly pool: ReadBufferPool | undefined,
-    private readonly pageReads: PageReaderSlot | undefined,
+    private readonly pageReads: { close(): void } | undefined,
   ) {
     this.readiness = new Readiness(client, config.connectTimeoutMs)
   }
@@ -69,8 +69,17 @@ export class RedisBackend implements Backend {
       }
       const keysPerCommand = Math.max(1, Math.floor(config.commandBytes / context.pageSize))
       const pool = config.pageReadConnection ? new ReadBufferPool(context.pageSize, Math.max(16, Math.ceil(POOL_BYTES / context.pageSize))) : undefined
-      const pageReads = pool === undefined ? undefined : await startPageReads(config, pool)
-      const io = client instanceof Cluster ? new ClusterIo(client, keysPerCommand, config.commandTimeoutMs) : new StandaloneIo(client, keysPerCommand, pageReads)
+      let io: PageIo
+      let pageReads: { close(): void } | undefined
+      if (client instanceof Cluster) {
+        const slots = pool === undefined ? undefined : await startClusterPageReads(config, pool, client)
+        io = new ClusterIo(client, keysPerCommand, config.commandTimeoutMs, slots)
+        pageReads = slots
+      } else {
+        const slot = pool === undefined ? undefined : await startPageReads(config, pool)
+        io = new StandaloneIo(client, keysPerCommand, slot)
+        pageReads = slot
+      }
       // A read-only open of a namespace nobody created yet reads as zeros, at the size asked for.
       // 4 MiB windows: against a server close by (loopback), bytes in flight
       // cost memory and CPU the server shares; 8 MiB was slower there and no
@@ -148,23 +157,33 @@ function message(err: unknown): string {
   return text
 }
 
+/** A page-read connection to host:port, with the backend's credentials, database and timeouts. */
+async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number): Promise<PageReader> {
+  return PageReader.connect({
+    host: await resolveHost(host, config.connectTimeoutMs),
+    port,
+    username: config.username,
+    password: config.password,
+    db: config.db,
+    connectTimeoutMs: config.connectTimeoutMs,
+    commandTimeoutMs: config.commandTimeoutMs,
+    allocate: (length) => (length === pool.pageSize ? pool.take() : Buffer.allocUnsafe(length)),
+  })
+}
+
 /** The page-read connection, up at open if it can be: reads fall back to ioredis while it is not. */
 async function startPageReads(config: RedisConfig, pool: ReadBufferPool): Promise<PageReaderSlot> {
   const endpoint = config.endpoints[0]!
-  const slot = new PageReaderSlot(async () =>
-    PageReader.connect({
-      host: await resolveHost(endpoint.host, config.connectTimeoutMs),
-      port: endpoint.port,
-      username: config.username,
-      password: config.password,
-      db: config.db,
-      connectTimeoutMs: config.connectTimeoutMs,
-      commandTimeoutMs: config.commandTimeoutMs,
-      allocate: (length) => (length === pool.pageSize ? pool.take() : Buffer.allocUnsafe(length)),
-    }),
-  )
+  const slot = new PageReaderSlot(() => connectPageReader(config, pool, endpoint.host, endpoint.port))
   await slot.start()
   return slot
+}
+
+/** A page-read connection to every master the Cluster client knows, made at open; others when a slot map names them. */
+async function startClusterPageReads(config: RedisConfig, pool: ReadBufferPool, cluster: Cluster): Promise<PageReaderSlots> {
+  const slots = new PageReaderSlots((host, port) => connectPageReader(config, pool, host, port))
+  await slots.start(cluster.nodes('master').map((node) => `${node.options.host}:${node.options.port}`))
+  return slots
 }
 
 export async function createRedisBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {

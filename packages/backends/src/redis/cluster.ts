@@ -13,6 +13,7 @@
  */
 import type { Cluster } from 'ioredis'
 import { chunks, settleAll, settleWithin, waitOn, type PageIo } from './io.js'
+import type { PageReaderSlots } from './page-reader.js'
 import { keySlot } from './slot.js'
 
 interface Command {
@@ -33,10 +34,16 @@ export class ClusterIo implements PageIo {
     private readonly cluster: Cluster,
     private readonly keysPerCommand: number,
     private readonly pipelineTimeoutMs: number,
+    /** Page reads' own connections to the masters (page-reader.ts), when enabled. */
+    private readonly pageReads: PageReaderSlots | undefined,
   ) {}
 
   async get(keys: readonly string[]): Promise<Array<Buffer | null>> {
     const out: Array<Buffer | null> = new Array(keys.length).fill(null)
+    if (this.pageReads !== undefined) {
+      await settleAll(this.commands(keys).map(async (c) => this.getSlot(keys, c, out)))
+      return out
+    }
     await this.run(
       keys,
       (pipeline, c) => void pipeline.mgetBuffer(...c.positions.map((p) => keys[p]!)),
@@ -47,6 +54,22 @@ export class ClusterIo implements PageIo {
       },
     )
     return out
+  }
+
+  /**
+   * One slot's MGET on the page-read connection to the slot's master. Any
+   * failure there — a redirection (MOVED, ASK), TRYAGAIN, a lost connection —
+   * sends it again through the Cluster client, which knows how to follow it
+   * and refreshes the slot map; the next read then goes to the new master.
+   */
+  private async getSlot(keys: readonly string[], c: Command, out: Array<Buffer | null>): Promise<void> {
+    const part = c.positions.map((p) => keys[p]!)
+    const master = this.cluster.slots[c.slot]?.[0]
+    const reader = master === undefined ? undefined : this.pageReads!.current(master)
+    let values: Array<Buffer | null> | undefined
+    if (reader !== undefined) values = await reader.mget(part).catch(() => undefined)
+    values ??= await this.cluster.mgetBuffer(...part)
+    c.positions.forEach((p, i) => (out[p] = values[i] ?? null))
   }
 
   async set(entries: ReadonlyArray<readonly [string, Buffer]>): Promise<void> {

@@ -70,8 +70,9 @@ export interface RedisBackendOptions {
    * are parsed straight into reused page buffers, instead of through ioredis
    * (which builds a new buffer for every value): on a fast network this is
    * the pager's largest cost (docs/tuning.md). Writes, the lease and metadata
-   * stay on ioredis. Standalone servers without TLS only. Default: true
-   * where it applies; false puts every command on the one ioredis connection.
+   * stay on ioredis. On a Cluster, one such connection per master; a
+   * redirection goes through ioredis. Not with TLS. Default: true without
+   * TLS; false puts every command on ioredis's connections.
    */
   pageReadConnection?: boolean
 }
@@ -174,10 +175,10 @@ export function parseRedisOptions(raw: Record<string, unknown>): RedisConfig {
   if (o.pageReadConnection !== undefined && typeof o.pageReadConnection !== 'boolean') {
     throw optionError('redis', 'pageReadConnection', `must be true or false (got ${JSON.stringify(o.pageReadConnection)})`)
   }
-  if (o.pageReadConnection === true && (cluster || tls !== undefined)) {
-    throw optionError('redis', 'pageReadConnection', `works with a standalone server without TLS only; leave it unset for ${cluster ? 'Redis Cluster' : 'TLS'}`)
+  if (o.pageReadConnection === true && tls !== undefined) {
+    throw optionError('redis', 'pageReadConnection', 'works without TLS only; leave it unset with TLS')
   }
-  const pageReadConnection = o.pageReadConnection ?? (!cluster && tls === undefined)
+  const pageReadConnection = o.pageReadConnection ?? tls === undefined
 
   const scheme = `${url.protocol.slice(0, -1)}${cluster ? '+cluster' : ''}`
   const hostPart = first.host.includes(':') ? `[${first.host}]` : first.host

@@ -206,3 +206,39 @@ export class PageReaderSlot {
     }
   }
 }
+
+/**
+ * One page-read connection per server ("host:port"), for a Cluster's
+ * masters: a slot's reads go to the master the slot map names.
+ */
+export class PageReaderSlots {
+  private readonly slots = new Map<string, PageReaderSlot>()
+
+  constructor(private readonly connectTo: (host: string, port: number) => Promise<PageReader>) {}
+
+  /** Connects to these servers now; a failure leaves their reads on ioredis for a while. */
+  async start(addresses: readonly string[]): Promise<void> {
+    await Promise.all(addresses.map((address) => this.slot(address).start()))
+  }
+
+  /** The reader for `address` if it is up; otherwise undefined, and it is being connected. */
+  current(address: string): PageReader | undefined {
+    return this.slot(address).current()
+  }
+
+  close(): void {
+    for (const slot of this.slots.values()) slot.close()
+  }
+
+  private slot(address: string): PageReaderSlot {
+    let slot = this.slots.get(address)
+    if (slot === undefined) {
+      const colon = address.lastIndexOf(':')
+      const host = address.slice(0, colon).replace(/^\[|\]$/g, '')
+      const port = Number(address.slice(colon + 1))
+      slot = new PageReaderSlot(() => this.connectTo(host, port))
+      this.slots.set(address, slot)
+    }
+    return slot
+  }
+}
