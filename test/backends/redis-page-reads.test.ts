@@ -7,9 +7,10 @@ import net from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
 import { openRegion, type BackendSpec } from '@faultline/core'
 import { checkPattern, fillPattern } from '@faultline/core/pattern'
-import { PageReader } from '../../packages/backends/src/redis/page-reader.js'
+import { PageReader, PageReaderSlot } from '../../packages/backends/src/redis/page-reader.js'
 import { ReadBufferPool } from '../../packages/backends/src/read-buffers.js'
 import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
+import { RedisServer } from '../helpers/redis-server.js'
 
 const PAGE = 64 * 1024
 /** A database no other suite uses, so CLIENT LIST's db= tells this suite's connections apart. */
@@ -74,17 +75,19 @@ describe('redis backend: the page-read connection', () => {
       const [ours] = (await pageConnections()).filter((id) => !before.includes(id))
       expect(ours).toBeDefined()
       await client.call('CLIENT', 'KILL', 'ID', ours!)
-      // Each fault is a read: the first after the cut goes to ioredis and starts a reconnect.
-      let p = 8
+      // Faults read on (through ioredis while the connection is down)...
+      expectPages(view, 8, pages / 2 - 8)
+      // ...and reads (region.read() goes to the backend each time) bring a
+      // new connection, after a backoff: the old one died young.
       let replaced: string[] = []
       const deadline = Date.now() + 10_000
-      while (replaced.length === 0 && p < pages) {
-        expectPages(view, p++, 1)
+      for (let p = 0; replaced.length === 0 && Date.now() < deadline; p = (p + 1) % pages) {
+        expect(checkPattern(await region.read(p * PAGE, PAGE), p * PAGE)).toBe(-1)
         replaced = (await pageConnections()).filter((id) => !before.includes(id) && id !== ours)
-        if (Date.now() > deadline) break
+        await new Promise((r) => setTimeout(r, 20))
       }
       expect(replaced).toHaveLength(1)
-      expectPages(view, p, pages - p)
+      expectPages(view, pages / 2, pages / 2)
       expect(region.stats().fetchErrors).toBe(0)
     } finally {
       await region.close()
@@ -146,6 +149,97 @@ describe('redis backend: the page-read connection', () => {
   })
 })
 
+describe('redis backend: the page-read connection, refused or cut short', () => {
+  const shared = new URL(String(standaloneSpec('x').url))
+  const options = (extra: Partial<Parameters<typeof PageReader.connect>[0]> = {}) => ({
+    host: shared.hostname,
+    port: Number(shared.port),
+    username: undefined,
+    password: undefined,
+    db: 0,
+    connectTimeoutMs: 2000,
+    commandTimeoutMs: 5000,
+    allocate: (n: number) => Buffer.alloc(n),
+    ...extra,
+  })
+
+  it('fails to connect to a server at maxclients, with its message (not taken for a refused CLIENT SETNAME)', async () => {
+    const server = await RedisServer.start({ args: ['--maxclients', '1'] })
+    const holder = server.client()
+    try {
+      await holder.ping()
+      await expect(PageReader.connect(options({ host: '127.0.0.1', port: server.port }))).rejects.toThrow(/max number of clients|connection to Redis was lost/)
+    } finally {
+      holder.disconnect()
+      await server.stop()
+    }
+  })
+
+  it('goes without a name where the ACL refuses CLIENT (NOPERM), and reads', async () => {
+    const user = `fl-${uniqueNamespace('noclient')}`
+    await client.call('ACL', 'SETUSER', user, 'on', '>pw-noclient', '~*', '&*', '+@all', '-client')
+    try {
+      const reader = await PageReader.connect(options({ username: user, password: 'pw-noclient' }))
+      try {
+        expect(await reader.mget([`${uniqueNamespace('absent')}`])).toEqual([null])
+      } finally {
+        reader.close()
+      }
+    } finally {
+      await client.call('ACL', 'DELUSER', user)
+    }
+  })
+
+  it('backs off before remaking a connection that died soon after it was made', async () => {
+    let attempts = 0
+    const slot = new PageReaderSlot((signal) => {
+      attempts++
+      return PageReader.connect(options(), signal)
+    })
+    await slot.start()
+    const first = slot.current()
+    expect(first).toBeDefined()
+    // Kill ours: the newest page connection, the one just made.
+    const ids = String(await client.call('CLIENT', 'LIST', 'TYPE', 'normal')).split('\n').filter((l) => / name=faultline-pages /.test(l)).map((l) => Number(/^id=(\d+)/.exec(l)![1]))
+    await client.call('CLIENT', 'KILL', 'ID', String(Math.max(...ids)))
+    while (first!.usable) await new Promise((r) => setTimeout(r, 5))
+    // Within the first 500 ms of backoff, asking again and again makes no new attempt.
+    const until = performance.now() + 300
+    while (performance.now() < until) {
+      expect(slot.current()).toBeUndefined()
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(attempts).toBe(1)
+    await new Promise((r) => setTimeout(r, 400))
+    expect(slot.current()).toBeUndefined()
+    expect(attempts).toBe(2)
+    slot.close()
+  })
+
+  it('close() while connecting closes that connection at once', async () => {
+    const closed: Array<Promise<void>> = []
+    // Accepts and never answers: the handshake would wait commandTimeoutMs.
+    const hung = net.createServer((socket) => {
+      socket.resume()
+      closed.push(new Promise((resolve) => socket.once('close', () => resolve())))
+    })
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+    try {
+      const slot = new PageReaderSlot((signal) => PageReader.connect(options({ host: '127.0.0.1', port: (hung.address() as net.AddressInfo).port, commandTimeoutMs: 30_000 }), signal))
+      const started = slot.start()
+      while (closed.length === 0) await new Promise((r) => setTimeout(r, 5))
+      const t0 = performance.now()
+      slot.close()
+      await started
+      await closed[0]
+      expect(performance.now() - t0).toBeLessThan(5000)
+      expect(slot.current()).toBeUndefined()
+    } finally {
+      hung.close()
+    }
+  })
+})
+
 describe('read buffer pool', () => {
   it('hands a recycled buffer out again, and ignores foreign buffers, second recycles and any beyond maxFree', () => {
     const pool = new ReadBufferPool(4096, 2)
@@ -167,5 +261,16 @@ describe('read buffer pool', () => {
     expect(again[0]).not.toBe(again[1])
     const made = pool.take().buffer
     expect([a.buffer, b.buffer, c.buffer]).not.toContain(made)
+  })
+
+  it('lets its free buffers go once a whole interval passed without a take', () => {
+    const pool = new ReadBufferPool(4096, 8)
+    const a = pool.take()
+    pool.recycle(a)
+    pool.trimIfIdle() // a take since the last trim: kept
+    expect(pool.freeCount).toBe(1)
+    pool.trimIfIdle()
+    expect(pool.freeCount).toBe(0)
+    expect(pool.take().buffer).not.toBe(a.buffer)
   })
 })

@@ -12,6 +12,7 @@ export class ReadBufferPool {
   private readonly issued = new WeakSet<ArrayBufferLike>()
   /** Memory in `free`: a second recycle of the same buffer is ignored, not handed out twice. */
   private readonly idle = new WeakSet<ArrayBufferLike>()
+  private takenSinceTrim = false
 
   /**
    * @param pageSize bytes per buffer.
@@ -24,6 +25,7 @@ export class ReadBufferPool {
 
   /** A buffer of `pageSize` bytes, contents undefined. */
   take(): Buffer {
+    this.takenSinceTrim = true
     const reused = this.free.pop()
     if (reused !== undefined) {
       this.idle.delete(reused.buffer)
@@ -42,6 +44,15 @@ export class ReadBufferPool {
     if (this.free.length >= this.maxFree) return
     this.idle.add(memory)
     this.free.push(Buffer.from(memory, 0, this.pageSize))
+  }
+
+  /**
+   * Lets the free buffers go if none was taken since the last call, so a
+   * region that stopped reading does not keep its pool: call it now and then.
+   */
+  trimIfIdle(): void {
+    if (!this.takenSinceTrim) this.free.length = 0
+    this.takenSinceTrim = false
   }
 
   /** Buffers waiting to be reused. */

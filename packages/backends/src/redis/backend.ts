@@ -5,7 +5,7 @@
  */
 import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/core/backend'
 import { FaultlineError } from '@faultline/core/backend'
-import { Cluster } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import { Readiness, connect, disconnect, type RedisClient } from './client.js'
 import { ClusterIo } from './cluster.js'
 import { settleWithin, type PageIo } from './io.js'
@@ -21,9 +21,12 @@ import { ReadBufferPool } from '../read-buffers.js'
 
 /** Page buffers kept for reuse: a few readahead windows in flight and being installed. */
 const POOL_BYTES = 32 * 2 ** 20
+/** A pool nobody took from for this long is emptied. */
+const POOL_IDLE_MS = 10_000
 
 export class RedisBackend implements Backend {
   private readonly readiness: Readiness
+  private readonly poolTrimmer: NodeJS.Timeout | undefined
 
   private constructor(
     readonly info: BackendInfo,
@@ -38,6 +41,7 @@ export class RedisBackend implements Backend {
     private readonly pageReads: { close(): void } | undefined,
   ) {
     this.readiness = new Readiness(client, config.connectTimeoutMs)
+    if (pool !== undefined) this.poolTrimmer = setInterval(() => pool.trimIfIdle(), POOL_IDLE_MS).unref()
   }
 
   static async open(options: RedisBackendOptions, context: BackendContext): Promise<RedisBackend> {
@@ -76,7 +80,7 @@ export class RedisBackend implements Backend {
         io = new ClusterIo(client, keysPerCommand, config.commandTimeoutMs, slots)
         pageReads = slots
       } else {
-        const slot = pool === undefined ? undefined : await startPageReads(config, pool)
+        const slot = pool === undefined ? undefined : await startPageReads(config, pool, client)
         io = new StandaloneIo(client, keysPerCommand, slot)
         pageReads = slot
       }
@@ -140,6 +144,7 @@ export class RedisBackend implements Backend {
     // itself within leaseMs.
     if (this.lease !== undefined) await settleWithin(this.lease.release(), this.config.commandTimeoutMs)
     this.pageReads?.close()
+    clearInterval(this.poolTrimmer)
     await disconnect(this.client, this.config.connectTimeoutMs)
   }
 
@@ -158,7 +163,7 @@ function message(err: unknown): string {
 }
 
 /** A page-read connection to host:port, with the backend's credentials, database and timeouts. */
-async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number): Promise<PageReader> {
+async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number, signal: AbortSignal): Promise<PageReader> {
   return PageReader.connect({
     host: await resolveHost(host, config.connectTimeoutMs),
     port,
@@ -168,20 +173,26 @@ async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host
     connectTimeoutMs: config.connectTimeoutMs,
     commandTimeoutMs: config.commandTimeoutMs,
     allocate: (length) => (length === pool.pageSize ? pool.take() : Buffer.allocUnsafe(length)),
-  })
+  }, signal)
 }
 
-/** The page-read connection, up at open if it can be: reads fall back to ioredis while it is not. */
-async function startPageReads(config: RedisConfig, pool: ReadBufferPool): Promise<PageReaderSlot> {
-  const endpoint = config.endpoints[0]!
-  const slot = new PageReaderSlot(() => connectPageReader(config, pool, endpoint.host, endpoint.port))
+/**
+ * The page-read connection, up at open if it can be: reads fall back to
+ * ioredis while it is not. It dials the address ioredis dialled, not the
+ * host name again: a name with several addresses (round-robin DNS, a
+ * headless service) could otherwise put reads and writes on different servers.
+ */
+async function startPageReads(config: RedisConfig, pool: ReadBufferPool, client: Redis): Promise<PageReaderSlot> {
+  const { host, port } = client.options
+  if (host === undefined || port === undefined) throw new Error('the ioredis client has no address')
+  const slot = new PageReaderSlot((signal) => connectPageReader(config, pool, host, port, signal))
   await slot.start()
   return slot
 }
 
 /** A page-read connection to every master the Cluster client knows, made at open; others when a slot map names them. */
 async function startClusterPageReads(config: RedisConfig, pool: ReadBufferPool, cluster: Cluster): Promise<PageReaderSlots> {
-  const slots = new PageReaderSlots((host, port) => connectPageReader(config, pool, host, port))
+  const slots = new PageReaderSlots((host, port, signal) => connectPageReader(config, pool, host, port, signal))
   await slots.start(cluster.nodes('master').map((node) => `${node.options.host}:${node.options.port}`))
   return slots
 }

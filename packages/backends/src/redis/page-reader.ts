@@ -31,6 +31,9 @@ interface Pending {
   reject(err: Error): void
 }
 
+/** A page-read connection lost sooner than this after it was made counts as a failed attempt (backoff grows). */
+const SHORT_LIFE_MS = 5_000
+
 /** Bytes the kernel hands over per read: 4 pages of 64 KiB. */
 const READ_BUFFER_BYTES = 256 * 1024
 
@@ -48,22 +51,31 @@ export class PageReader {
     })
   }
 
-  /** Connects, authenticates and selects the database; rejects if any of that fails. */
-  static async connect(options: PageReaderOptions): Promise<PageReader> {
+  /**
+   * Connects, authenticates and selects the database; rejects if any of
+   * that fails, or when `signal` aborts (the connection is then closed).
+   */
+  static async connect(options: PageReaderOptions, signal?: AbortSignal): Promise<PageReader> {
     const reader = new PageReader(options)
-    await reader.open()
+    const abort = (): void => reader.fail(new Error('the page-read connection was closed while connecting'))
+    signal?.addEventListener('abort', abort)
     try {
+      if (signal?.aborted === true) abort()
+      await reader.open()
       if (options.password !== undefined) {
         await reader.command(options.username === undefined ? ['AUTH', options.password] : ['AUTH', options.username, options.password])
       }
       if (options.db !== 0) await reader.command(['SELECT', String(options.db)])
-      // A name shows up in CLIENT LIST; a proxy that refuses CLIENT is no reason to go without.
+      // A name shows up in CLIENT LIST. A proxy or an ACL that refuses CLIENT
+      // is no reason to go without; any other error (maxclients, DENIED) is.
       await reader.command(['CLIENT', 'SETNAME', 'faultline-pages']).catch((err: unknown) => {
-        if (!(err instanceof RedisReplyError)) throw err
+        if (!(err instanceof RedisReplyError && /unknown (sub)?command|NOPERM/i.test(err.message))) throw err
       })
     } catch (err) {
       reader.close()
       throw err
+    } finally {
+      signal?.removeEventListener('abort', abort)
     }
     return reader
   }
@@ -89,6 +101,7 @@ export class PageReader {
   }
 
   private open(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure)
     const { host, port, connectTimeoutMs } = this.options
     // One buffer for every read: the kernel copies into memory that stays warm.
     const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
@@ -108,7 +121,11 @@ export class PageReader {
         reject(err)
         this.fail(err)
       })
-      socket.on('close', () => this.fail(new Error('the connection to Redis was lost')))
+      socket.on('close', () => {
+        clearTimeout(timer)
+        reject(this.failure ?? new Error('the connection to Redis was closed while connecting'))
+        this.fail(new Error('the connection to Redis was lost'))
+      })
     })
   }
 
@@ -165,12 +182,14 @@ function encode(args: readonly string[]): string {
  */
 export class PageReaderSlot {
   private reader: PageReader | undefined
-  private connecting = false
+  private connectedAt = 0
+  /** Aborts the connect under way, if any. */
+  private connecting: AbortController | undefined
   private closed = false
   private retryAt = 0
   private backoffMs = 0
 
-  constructor(private readonly connectOne: () => Promise<PageReader>) {}
+  constructor(private readonly connectOne: (signal: AbortSignal) => Promise<PageReader>) {}
 
   /** The first connection; if it fails, reads start on ioredis and this retries later. */
   start(): Promise<void> {
@@ -180,30 +199,44 @@ export class PageReaderSlot {
   /** The reader if it is up; otherwise undefined, and a reconnect is under way unless one failed just now. */
   current(): PageReader | undefined {
     if (this.reader?.usable === true) return this.reader
-    this.reader = undefined
-    if (!this.connecting && !this.closed && performance.now() >= this.retryAt) void this.attempt()
+    if (this.reader !== undefined) {
+      this.reader = undefined
+      // A connection that dies soon after it was made (a server at maxclients
+      // that accepts, then drops) must not be remade at once, again and again.
+      if (performance.now() - this.connectedAt < SHORT_LIFE_MS) this.backOff()
+      else this.backoffMs = 0
+    }
+    if (this.connecting === undefined && !this.closed && performance.now() >= this.retryAt) void this.attempt()
     return undefined
   }
 
   close(): void {
     this.closed = true
+    this.connecting?.abort()
     this.reader?.close()
     this.reader = undefined
   }
 
   private async attempt(): Promise<void> {
-    this.connecting = true
+    const connecting = new AbortController()
+    this.connecting = connecting
     try {
-      const reader = await this.connectOne()
+      const reader = await this.connectOne(connecting.signal)
       if (this.closed) reader.close()
-      else this.reader = reader
-      this.backoffMs = 0
+      else {
+        this.reader = reader
+        this.connectedAt = performance.now()
+      }
     } catch {
-      this.backoffMs = Math.min(Math.max(2 * this.backoffMs, 500), 30_000)
-      this.retryAt = performance.now() + this.backoffMs
+      this.backOff()
     } finally {
-      this.connecting = false
+      this.connecting = undefined
     }
+  }
+
+  private backOff(): void {
+    this.backoffMs = Math.min(Math.max(2 * this.backoffMs, 500), 30_000)
+    this.retryAt = performance.now() + this.backoffMs
   }
 }
 
@@ -213,8 +246,9 @@ export class PageReaderSlot {
  */
 export class PageReaderSlots {
   private readonly slots = new Map<string, PageReaderSlot>()
+  private closed = false
 
-  constructor(private readonly connectTo: (host: string, port: number) => Promise<PageReader>) {}
+  constructor(private readonly connectTo: (host: string, port: number, signal: AbortSignal) => Promise<PageReader>) {}
 
   /** Connects to these servers now; a failure leaves their reads on ioredis for a while. */
   async start(addresses: readonly string[]): Promise<void> {
@@ -223,10 +257,12 @@ export class PageReaderSlots {
 
   /** The reader for `address` if it is up; otherwise undefined, and it is being connected. */
   current(address: string): PageReader | undefined {
+    if (this.closed) return undefined
     return this.slot(address).current()
   }
 
   close(): void {
+    this.closed = true
     for (const slot of this.slots.values()) slot.close()
   }
 
@@ -236,7 +272,7 @@ export class PageReaderSlots {
       const colon = address.lastIndexOf(':')
       const host = address.slice(0, colon).replace(/^\[|\]$/g, '')
       const port = Number(address.slice(colon + 1))
-      slot = new PageReaderSlot(() => this.connectTo(host, port))
+      slot = new PageReaderSlot((signal) => this.connectTo(host, port, signal))
       this.slots.set(address, slot)
     }
     return slot
