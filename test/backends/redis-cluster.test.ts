@@ -121,12 +121,18 @@ describe('redis cluster: slot migration and failover', () => {
     }
   }
 
-  it('reads pages over one page-read connection per master, and none with pageReadConnection false', async () => {
-    const spec = clusterSpec(uniqueNamespace('pagereads'), {}, cluster.nodes)
+  /** A namespace on this suite's cluster holding `size` random bytes, written without page-read connections. */
+  async function seeded(label: string): Promise<{ spec: BackendSpec; data: Buffer }> {
+    const spec = clusterSpec(uniqueNamespace(label), {}, cluster.nodes)
     const writer = await openRegion({ size, pageSize, backend: { ...spec, pageReadConnection: false } })
     const data = randomBytes(size)
     writer.view().set(data)
     await writer.close()
+    return { spec, data }
+  }
+
+  it('reads pages over one page-read connection per master, and none with pageReadConnection false', async () => {
+    const { spec, data } = await seeded('pagereads')
     const masters = (await nodesTable()).filter((f) => f[2]!.includes('master')).map((f) => cluster.server(f[1]!.split('@')[0]!))
     expect(masters).toHaveLength(3)
     const pageConnections = () =>
@@ -153,11 +159,7 @@ describe('redis cluster: slot migration and failover', () => {
   })
 
   it('a slot in migration (ASK) is read through ioredis, which follows the redirection; then MOVED, the same', async () => {
-    const spec = clusterSpec(uniqueNamespace('ask'), {}, cluster.nodes)
-    const writer = await openRegion({ size, pageSize, backend: { ...spec, pageReadConnection: false } })
-    const data = randomBytes(size)
-    writer.view().set(data)
-    await writer.close()
+    const { spec, data } = await seeded('ask')
     const keys = redisKeys(spec)
     // Pages 0-15 share one slot (keys.ts).
     const slot = keySlot(keys.page(0))
