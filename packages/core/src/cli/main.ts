@@ -54,6 +54,11 @@ function parseBenchArgs(args: string[]): DisaggOptions {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  // `faultline bench --help` too: asking for help is never an argument error.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
   switch (command) {
     case '--help':
     case '-h':
