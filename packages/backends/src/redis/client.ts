@@ -120,9 +120,21 @@ async function createCluster(config: RedisConfig): Promise<Cluster> {
  * Lets writes ride out a reconnect without stretching an outage: the whole
  * outage, not each write, gets `timeoutMs`. A flush of many batches during an
  * outage thus fails after one wait instead of one wait per batch.
+ *
+ * Once an outage has outlasted that, a write that comes well after the last
+ * one gave up (a new flush, not the next batch of the same one) still waits
+ * for one more reconnect attempt, ≤ RECONNECT_WAIT_MS: the server may be
+ * back while the client sleeps in its backoff, and a flush then should not
+ * be refused.
  */
+/** The longest reconnect backoff (1 s standalone, 2 s Cluster: see below) and some time to connect. */
+const RECONNECT_WAIT_MS = 2_500
+/** A write this soon after a wait gave up is the next batch of the same flush: it fails at once. */
+const SAME_FLUSH_MS = 250
+
 export class Readiness {
   private downSince: number | undefined
+  private gaveUpAt = -Infinity
 
   constructor(
     private readonly client: RedisClient,
@@ -137,17 +149,23 @@ export class Readiness {
     if (this.client.status === 'end') throw new Error('the connection is closed')
     const now = performance.now()
     const since = this.downSince ?? now
-    const left = since + this.timeoutMs - now
-    if (left <= 0) throw new Error(`not connected to Redis for ${Math.round(now - since)} ms (${this.client.status})`)
+    let left = since + this.timeoutMs - now
+    if (left <= 0) {
+      if (now - this.gaveUpAt < SAME_FLUSH_MS) throw new Error(`not connected to Redis for ${Math.round(now - since)} ms (${this.client.status})`)
+      left = RECONNECT_WAIT_MS
+    }
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error): void => {
         clearTimeout(timer)
         this.client.off('ready', onReady)
         if (err === undefined) resolve()
-        else reject(err)
+        else {
+          this.gaveUpAt = performance.now()
+          reject(err)
+        }
       }
       const onReady = (): void => done()
-      const timer = setTimeout(() => done(new Error(`not connected to Redis (${this.client.status}) after waiting ${this.timeoutMs} ms`)), left)
+      const timer = setTimeout(() => done(new Error(`not connected to Redis for ${Math.round(performance.now() - since)} ms (${this.client.status})`)), left)
       this.client.once('ready', onReady)
     })
   }

@@ -44,7 +44,9 @@ export interface RedisBackendOptions {
   /**
    * Give up a connection attempt after this many ms (at open, and on each
    * reconnect). A Cluster must be ready (cluster_state:ok) within twice
-   * this at open. Default 5000.
+   * this at open. Also how long an outage may last before flushes fail
+   * (after that, each new flush still waits up to 2.5 s for a reconnect).
+   * Default 5000.
    */
   connectTimeoutMs?: number
   /**
