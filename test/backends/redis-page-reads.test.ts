@@ -175,6 +175,26 @@ describe('redis backend: the page-read connection, refused or cut short', () => 
     }
   })
 
+  it('authenticates with a password alone (requirepass), and refuses a wrong one with the server\'s reason', async () => {
+    const server = await RedisServer.start()
+    const admin = server.client()
+    await admin.call('CONFIG', 'SET', 'requirepass', 'pw-only')
+    admin.disconnect()
+    try {
+      const at = { host: '127.0.0.1', port: server.port }
+      const reader = await PageReader.connect(options({ ...at, password: 'pw-only' }))
+      try {
+        expect(await reader.mget(['absent-key'])).toEqual([null])
+      } finally {
+        reader.close()
+      }
+      await expect(PageReader.connect(options({ ...at, password: 'wrong' }))).rejects.toThrow(/WRONGPASS|invalid password/)
+      await expect(PageReader.connect(options(at))).rejects.toThrow(/NOAUTH/)
+    } finally {
+      await server.stop()
+    }
+  })
+
   it('goes without a name where the ACL refuses CLIENT (NOPERM), and reads', async () => {
     const user = `fl-${uniqueNamespace('noclient')}`
     await client.call('ACL', 'SETUSER', user, 'on', '>pw-noclient', '~*', '&*', '+@all', '-client')
