@@ -1,11 +1,12 @@
 /**
- * A second connection to a standalone server, for page reads only (MGET).
- * Its replies are parsed by resp-parser.ts from one reused socket buffer into
- * pooled page buffers, so a page costs one copy into memory already touched.
- * Through ioredis the same page costs a concatenation into a new buffer on
- * each reply, which a CPU profile put at most of the pager's time in a
- * loopback scan (docs/benchmarks.md). Everything else — writes, the lease,
- * metadata, Cluster, TLS — stays on ioredis.
+ * A second connection to a server (on a Cluster, one per master), for page
+ * reads only (MGET). Its replies are parsed by resp-parser.ts from one reused
+ * socket buffer into pooled page buffers, so a page costs one copy into
+ * memory already touched. Through ioredis the same page costs a
+ * concatenation into a new buffer on each reply, which a CPU profile put at
+ * most of the pager's time in a loopback scan (docs/benchmarks.md).
+ * Everything else — writes, the lease, metadata, redirections, TLS — stays
+ * on ioredis.
  *
  * Redis runs commands of all connections in the order they arrive, so a read
  * sent after a write's reply came back sees that write on either connection.
