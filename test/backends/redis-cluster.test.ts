@@ -9,15 +9,11 @@ import { openRegion, type BackendSpec, type Region } from '@faultline/core'
 import { redisKeys } from '@faultline/backends'
 import { keySlot } from '../../packages/backends/src/redis/slot.js'
 import { RedisCluster, RedisServer, run } from '../helpers/redis-server.js'
-import { clusterClient, clusterSpec, dropNamespace, pageKeys, uniqueNamespace } from '../helpers/redis.js'
+import { clusterClient, clusterSpec, dropAfterSuite, pageKeys, uniqueNamespace } from '../helpers/redis.js'
 
 describe('redis cluster: layout', () => {
   const client = clusterClient()
-  const used: BackendSpec[] = []
-  afterAll(async () => {
-    for (const spec of used) await dropNamespace(client, spec)
-    client.disconnect()
-  })
+  const track = dropAfterSuite(client)
 
   it('computes the slot of a key as the server does', async () => {
     const keys = ['', 'a', 'foo', '{user1000}.following', 'a{}b{c}', '{}x', 'x{y', 'x}y{z}', 'ünïcødé{€}', ...Array.from({ length: 100 }, (_, i) => redisKeys({ type: 'redis', url: 'redis://h/ns' }).page(i * 7))]
@@ -25,8 +21,7 @@ describe('redis cluster: layout', () => {
   })
 
   it('spreads a region over every master, 16 consecutive pages per slot', async () => {
-    const spec = clusterSpec(uniqueNamespace('spread'))
-    used.push(spec)
+    const spec = track(clusterSpec(uniqueNamespace('spread')))
     const pages = 1024
     const region = await openRegion({ size: pages * 4096, pageSize: 4096, backend: spec })
     const v = region.view()

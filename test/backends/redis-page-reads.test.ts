@@ -4,29 +4,24 @@
  * server stops answering, and the buffer pool behind it.
  */
 import net from 'node:net'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { openRegion, type BackendSpec } from '@faultline/core'
 import { checkPattern, fillPattern } from '@faultline/core/pattern'
 import { PageReader, PageReaderSlot } from '../../packages/backends/src/redis/page-reader.js'
 import { ReadBufferPool } from '../../packages/backends/src/read-buffers.js'
-import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
+import { dropAfterSuite, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
 import { RedisServer } from '../helpers/redis-server.js'
 
 const PAGE = 64 * 1024
 /** A database no other suite uses, so CLIENT LIST's db= tells this suite's connections apart. */
 const DB = 9
 const client = standaloneClient()
-const used: BackendSpec[] = []
-afterAll(async () => {
-  await client.select(DB)
-  for (const spec of used) await dropNamespace(client, spec)
-  client.disconnect()
-})
+const track = dropAfterSuite(client, () => client.select(DB))
 
 /** A namespace in DB holding `size` bytes of the pattern. */
 async function seeded(label: string, size: number, extra: Record<string, unknown> = {}): Promise<BackendSpec> {
   const spec = standaloneSpec(uniqueNamespace(label), { db: DB, ...extra })
-  used.push(spec)
+  track(spec)
   const writer = await openRegion({ size, pageSize: PAGE, backend: { ...spec, pageReadConnection: false } })
   fillPattern(writer.view(), 0)
   await writer.close()

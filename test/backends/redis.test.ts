@@ -11,19 +11,15 @@ import { openRegion, type BackendSpec } from '@faultline/core'
 import { builtinBackends, redisKeys } from '@faultline/backends'
 import { checkPattern, fillPattern } from '@faultline/core/pattern'
 import { residentBytes } from '../helpers/smaps.js'
-import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
+import { dropAfterSuite, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
 
 const leaseHolder = fileURLToPath(new URL('../fixtures/redis-lease-holder.mjs', import.meta.url))
 const client = standaloneClient()
-const used: BackendSpec[] = []
-afterAll(async () => {
-  for (const spec of used) await dropNamespace(client, spec)
-  client.disconnect()
-})
+const track = dropAfterSuite(client)
 
 function fresh(label: string, extra: Record<string, unknown> = {}): BackendSpec {
   const spec = standaloneSpec(uniqueNamespace(label), extra)
-  used.push(spec)
+  track(spec)
   return spec
 }
 

@@ -5,10 +5,10 @@
  */
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it } from 'vitest'
-import { openRegion, type BackendSpec } from '@faultline/core'
+import { describe, expect, it } from 'vitest'
+import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
-import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
+import { dropAfterSuite, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
 
 const cli = fileURLToPath(new URL('../../packages/core/dist/cli/main.js', import.meta.url))
 
@@ -65,16 +65,10 @@ describe('faultline CLI', () => {
   })
 
   describe('bench over Redis', () => {
-    const client = standaloneClient()
-    const used: BackendSpec[] = []
-    afterAll(async () => {
-      for (const spec of used) await dropNamespace(client, spec)
-      client.disconnect()
-    })
+    const track = dropAfterSuite(standaloneClient())
 
     it('reads a namespace at random over 4x maxResident, within the bound, faulting as often as over memory', async () => {
-      const spec = standaloneSpec(uniqueNamespace('clibench'))
-      used.push(spec)
+      const spec = track(standaloneSpec(uniqueNamespace('clibench')))
       const writer = await openRegion({ size: 32 * 2 ** 20, pageSize: 65536, backend: spec })
       fillPattern(writer.view(), 0)
       await writer.close()

@@ -4,7 +4,7 @@
  * the shared servers afterwards.
  */
 import { randomUUID } from 'node:crypto'
-import { inject } from 'vitest'
+import { afterAll, inject } from 'vitest'
 import { Cluster, Redis } from 'ioredis'
 import type { BackendSpec } from '@faultline/core'
 import { redisKeys } from '@faultline/backends'
@@ -69,4 +69,23 @@ export async function dropNamespace(client: PlainClient, spec: BackendSpec): Pro
   const all = [...(await pageKeys(client, spec)), keys.meta, keys.lease]
   // One key per command: in a cluster the keys live in many slots.
   await Promise.all(all.map((k) => client.unlink(k)))
+}
+
+/**
+ * For a suite that creates namespaces through `client`'s server: returns a
+ * function that records a spec, and drops every recorded namespace (then
+ * disconnects the client) after the suite. `before` runs first, e.g. to
+ * select the suite's database.
+ */
+export function dropAfterSuite(client: PlainClient, before?: () => Promise<unknown>): (spec: BackendSpec) => BackendSpec {
+  const used: BackendSpec[] = []
+  afterAll(async () => {
+    await before?.()
+    for (const spec of used) await dropNamespace(client, spec)
+    client.disconnect()
+  })
+  return (spec) => {
+    used.push(spec)
+    return spec
+  }
 }
