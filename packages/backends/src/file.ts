@@ -6,8 +6,8 @@
  */
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync, constants as fsConstants } from 'node:fs'
 import { isAbsolute } from 'node:path'
-import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/core/backend'
-import { FaultlineError } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/contract'
+import { FaultlineError } from '@faultline/contract'
 import { Extents } from './extents.js'
 import { checkKnownOptions, consecutiveRuns, optionError } from './spec.js'
 

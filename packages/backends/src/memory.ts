@@ -3,7 +3,7 @@
  * SharedArrayBuffer the application passes in (then both sides see the same
  * bytes, which makes it the backend of choice for tests and demos).
  */
-import type { Backend, BackendContext, BackendSpec, PageWrite } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendSpec, PageWrite } from '@faultline/contract'
 import { checkKnownOptions, optionError } from './spec.js'
 
 export interface MemoryBackendOptions {

@@ -1,5 +1,5 @@
 /** Helpers for reading a backend spec's options with errors that name them. */
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 
 export function optionError(backend: string, option: string, message: string): FaultlineError {
   return new FaultlineError('ERR_INVALID_OPTION', `faultline: ${backend} backend option \`${option}\` ${message}`, { option: `backend.${option}` })

@@ -1,5 +1,5 @@
 import { invalidOption, FaultlineError } from './errors.js'
-import type { BackendSpec } from './backend/contract.js'
+import type { BackendSpec } from '@faultline/contract'
 import { parseBackendUrl } from './backend/url.js'
 import { ResidentPool } from './pool.js'
 

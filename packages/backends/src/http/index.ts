@@ -3,7 +3,7 @@
  * server that honours `Range`, with the file's ETag / Last-Modified pinned
  * at open and checked on every response.
  */
-import type { Backend, BackendContext, BackendSpec } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendSpec } from '@faultline/contract'
 import { createAgents } from '../net/agents.js'
 import { RangeBackend } from '../remote/range-backend.js'
 import { parseHttpOptions } from './options.js'

@@ -1,6 +1,6 @@
 /** The HTTP(S) side of the range backend: probe at open, ranged GETs after. */
 import type { IncomingMessage } from 'node:http'
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 import type { Agents } from '../net/agents.js'
 import type { RangeSource } from '../remote/range-backend.js'
 import { ObjectChanged, type ObjectVersion } from '../remote/version.js'

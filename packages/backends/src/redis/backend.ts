@@ -3,8 +3,8 @@
  * server or a Redis Cluster. Built inside the pager thread; all its I/O is
  * sockets on that thread's loop (see resolve.ts for host names).
  */
-import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/core/backend'
-import { FaultlineError } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/contract'
+import { FaultlineError } from '@faultline/contract'
 import { Cluster, type Redis } from 'ioredis'
 import { Readiness, connect, disconnect, type RedisClient } from './client.js'
 import { ClusterIo } from './cluster.js'

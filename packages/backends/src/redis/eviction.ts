@@ -5,7 +5,7 @@
  * keys with a TTL, and faultline's keys have none.
  */
 import { Cluster } from 'ioredis'
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 import type { RedisClient } from './client.js'
 
 export async function refuseEvictingServers(client: RedisClient, name: string): Promise<void> {

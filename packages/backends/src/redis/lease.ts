@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 import type { RedisClient } from './client.js'
 
 // Extend our own lease; take it back if it expired while renewals could not

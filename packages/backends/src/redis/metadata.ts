@@ -3,8 +3,8 @@
  * written with, so a later open cannot read them with another page size or
  * size, and can leave `size` out.
  */
-import type { BackendContext } from '@faultline/core/backend'
-import { FaultlineError } from '@faultline/core/backend'
+import type { BackendContext } from '@faultline/contract'
+import { FaultlineError } from '@faultline/contract'
 import type { RedisClient } from './client.js'
 import { FORMAT_VERSION } from './keys.js'
 

@@ -5,7 +5,7 @@
  * request; several requests are in flight at once; every response must come
  * from the version pinned at open.
  */
-import type { Backend, BackendContext, BackendInfo } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendInfo } from '@faultline/contract'
 import { createLimiter, type Limiter } from '../net/limit.js'
 import { planRanges, type PageRange } from './ranges.js'
 import { ObjectChanged, PinnedVersion, type ObjectVersion } from './version.js'

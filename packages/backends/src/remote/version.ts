@@ -3,7 +3,7 @@
  * that every later response still comes from that same object. Without it a
  * region could hold pages of two versions of a file at once.
  */
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 
 /** Identity of one version of a remote object, as its responses report it. */
 export interface ObjectVersion {

@@ -1,5 +1,5 @@
 /** SDK failures as FaultlineErrors that name the object and the operation, never credentials. */
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 
 interface SdkError {
   name?: string

@@ -3,8 +3,8 @@
  * read-only, ranged GETs) or pages mode (a read-write page store under a
  * prefix). See docs/backends.md for how the mode is chosen.
  */
-import type { Backend, BackendContext, BackendSpec } from '@faultline/core/backend'
-import { FaultlineError } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendSpec } from '@faultline/contract'
+import { FaultlineError } from '@faultline/contract'
 import { createAgents } from '../net/agents.js'
 import { RangeBackend } from '../remote/range-backend.js'
 import { createS3Client } from './client.js'

@@ -3,7 +3,7 @@
  * geometry the pages were written with, so a later open cannot read them
  * with another page size, and can leave `size` out.
  */
-import { FaultlineError, type BackendContext } from '@faultline/core/backend'
+import { FaultlineError, type BackendContext } from '@faultline/contract'
 
 export const FORMAT = 'faultline-pages'
 export const FORMAT_VERSION = 1

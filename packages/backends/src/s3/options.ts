@@ -1,6 +1,6 @@
 /** Options of the S3 backend, validated, with the AWS environment applied. */
 import { isIP } from 'node:net'
-import { FaultlineError } from '@faultline/core/backend'
+import { FaultlineError } from '@faultline/contract'
 import { checkKnownOptions, optionError } from '../spec.js'
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_RANGE_BYTES, DEFAULT_MAX_SOCKETS, DEFAULT_REQUEST_TIMEOUT_MS, describeValue, optionalBoolean, optionalString, positiveInteger } from '../remote/options.js'
 

@@ -10,8 +10,8 @@
  *   <prefix>/pages/<index, 10 hex>   page bytes, exactly pageSize long
  */
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import type { Backend, BackendContext, BackendInfo, PageWrite } from '@faultline/core/backend'
-import { FaultlineError } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendInfo, PageWrite } from '@faultline/contract'
+import { FaultlineError } from '@faultline/contract'
 import type { Agents } from '../net/agents.js'
 import { createLimiter, type Limiter } from '../net/limit.js'
 import { isNotFound, s3Error } from './errors.js'

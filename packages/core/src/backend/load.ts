@@ -7,18 +7,14 @@ import { createRequire } from 'node:module'
 import { isAbsolute, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { FaultlineError, invalidOption } from '../errors.js'
-import type { Backend, BackendContext, BackendModule, BackendSpec } from './contract.js'
-
-interface BuiltinBackends {
-  builtinBackends: Readonly<Record<string, (spec: BackendSpec, context: BackendContext) => Promise<Backend>>>
-}
+import type { Backend, BackendContext, BackendModule, BackendSpec } from '@faultline/contract'
 
 export const BUILTIN_TYPES = ['memory', 'file', 'redis', 's3', 'http'] as const
 
 export async function createBackend(spec: BackendSpec, context: BackendContext): Promise<Backend> {
   if (spec.type === 'module') return createFromModule(spec, context)
-  // Loaded at run time: @faultline/backends imports this package's contract types.
-  const { builtinBackends } = (await import('@faultline/backends' as string)) as BuiltinBackends
+  // Loaded on first use, inside the pager thread: the application's threads never need it.
+  const { builtinBackends } = await import('@faultline/backends')
   const factory = builtinBackends[spec.type]
   if (factory === undefined) {
     throw new FaultlineError(

@@ -6,7 +6,7 @@
  */
 import { PageFetcher } from '../pager/fetcher.js'
 import type { StatsWriter } from '../stats.js'
-import type { Backend } from './contract.js'
+import type { Backend } from '@faultline/contract'
 
 export interface ReadRangeConfig {
   pageSize: number

@@ -1,5 +1,5 @@
 import { invalidOption, FaultlineError } from '../errors.js'
-import type { BackendSpec } from './contract.js'
+import type { BackendSpec } from '@faultline/contract'
 
 /**
  * Turns a backend URL into a spec: `memory:`, `file:///abs/path`,

@@ -6,7 +6,7 @@
  */
 import { mappingResidentBytes as residentBytes } from '../diagnostics.js'
 import { openRegion } from '../region.js'
-import type { BackendSpec } from '../backend/contract.js'
+import type { BackendSpec } from '@faultline/contract'
 import { checkPattern, fillPattern } from './pattern.js'
 import { formatBytes, Progress } from './progress.js'
 

@@ -8,7 +8,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { createBackend } from '../backend/load.js'
-import type { Backend, BackendSpec, PageWrite } from '../backend/contract.js'
+import type { Backend, BackendSpec, PageWrite } from '@faultline/contract'
 import { parseBackendUrl } from '../backend/url.js'
 import { FaultlineError } from '../errors.js'
 import { describePages } from '../pager/describe.js'

@@ -9,7 +9,7 @@
  * `fetchTimeoutMs`; errors that another attempt cannot fix (a bad page, a
  * source that changed under the region) are not retried.
  */
-import type { Backend } from '../backend/contract.js'
+import type { Backend } from '@faultline/contract'
 import { FaultlineError, type FaultlineErrorCode } from '../errors.js'
 import { describePages } from './describe.js'
 

@@ -7,7 +7,7 @@
  */
 import { writeSync } from 'node:fs'
 import { native, constants } from '@faultline/native'
-import type { Backend } from '../backend/contract.js'
+import type { Backend } from '@faultline/contract'
 import { FaultlineError } from '../errors.js'
 import type { StatsWriter } from '../stats.js'
 import { describePages } from './describe.js'

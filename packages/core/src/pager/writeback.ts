@@ -17,7 +17,7 @@
  * reports (and re-protects, atomically) the pages written since the last scan.
  */
 import { native, constants } from '@faultline/native'
-import type { Backend, PageWrite } from '../backend/contract.js'
+import type { Backend, PageWrite } from '@faultline/contract'
 import { FaultlineError } from '../errors.js'
 import type { StatsWriter, WriteTrackingMode } from '../stats.js'
 import type { ViewSet } from '../views.js'
