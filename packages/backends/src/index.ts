@@ -1,6 +1,7 @@
-import type { Backend, BackendContext, BackendSpec } from '@faultline/core/backend'
+import type { Backend, BackendContext, BackendSpec } from '@faultline/contract'
 import { createFileBackend } from './file.js'
 import { createMemoryBackend } from './memory.js'
+import { withPeer } from './optional-peer.js'
 
 export { MemoryBackend, type MemoryBackendOptions } from './memory.js'
 export { FileBackend, type FileBackendOptions } from './file.js'
@@ -14,8 +15,9 @@ export type { HttpBackendOptions } from './http/options.js'
 export const builtinBackends: Readonly<Record<string, (spec: BackendSpec, context: BackendContext) => Promise<Backend>>> = {
   memory: createMemoryBackend,
   file: createFileBackend,
-  redis: async (spec, context) => (await import('./redis/backend.js')).createRedisBackend(spec, context),
-  // Loaded on first use: the AWS SDK takes a while to load, and most pager threads never need it.
-  s3: async (spec, context) => (await import('./s3/index.js')).createS3Backend(spec, context),
+  // Loaded on first use: their clients are optional peer dependencies, and
+  // the AWS SDK takes a while to load even where it is installed.
+  redis: async (spec, context) => (await withPeer('redis://', 'ioredis', () => import('./redis/backend.js'))).createRedisBackend(spec, context),
+  s3: async (spec, context) => (await withPeer('s3://', '@aws-sdk/client-s3', () => import('./s3/index.js'))).createS3Backend(spec, context),
   http: async (spec, context) => (await import('./http/index.js')).createHttpBackend(spec, context),
 }
