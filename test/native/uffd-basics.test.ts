@@ -143,8 +143,9 @@ function readableCopyOfNative(): string {
   const pkg = dirname(dirname(createRequire(import.meta.url).resolve('@faultline/native')))
   const copy = mkdtempSync(join(tmpdir(), 'faultline-native-'))
   chmodSync(copy, 0o755)
-  for (const part of ['package.json', 'dist', join('build', 'Release', 'faultline.node')]) {
-    cpSync(join(pkg, part), join(copy, part), { recursive: true })
+  // node-gyp-build finds the addon for dist/; under pnpm it is a symlink.
+  for (const part of ['package.json', 'dist', join('build', 'Release', 'faultline.node'), join('node_modules', 'node-gyp-build')]) {
+    cpSync(join(pkg, part), join(copy, part), { recursive: true, dereference: true })
   }
   return copy
 }

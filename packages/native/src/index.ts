@@ -7,8 +7,8 @@
  * in 47/48 bits, well inside the 53 bits a double holds exactly, and numbers
  * keep the fault path free of BigInt allocation.
  */
-import { createRequire } from 'node:module'
 import { constants } from './constants.js'
+import { loadAddon, missingAddonMessage } from './load-addon.js'
 import type { NativeErrorCode } from './errors.js'
 
 export { constants, featureNames, FEATURE_BITS } from './constants.js'
@@ -281,23 +281,17 @@ export interface UffdMessage {
   arg: number
 }
 
-const require = createRequire(import.meta.url)
-
-function loadAddon(): NativeAddon {
-  try {
-    return require('../build/Release/faultline.node') as NativeAddon
-  } catch (cause) {
-    const err = new Error(
-      'faultline: the native addon is not built (packages/native/build/Release/faultline.node). Run `pnpm install` or `pnpm build` in the workspace.',
-    ) as Error & { code: NativeErrorCode | 'ENOADDON' }
-    err.code = 'ENOADDON'
-    ;(err as { cause?: unknown }).cause = cause
-    throw err
-  }
+function addonOrThrow(): NativeAddon {
+  const result = loadAddon()
+  if ('addon' in result) return result.addon as NativeAddon
+  const err = new Error(missingAddonMessage()) as Error & { code: NativeErrorCode | 'ENOADDON' }
+  err.code = 'ENOADDON'
+  ;(err as { cause?: unknown }).cause = result.error
+  throw err
 }
 
 /** The loaded addon. Loading is per thread (context-aware addon). */
-export const native: NativeAddon = loadAddon()
+export const native: NativeAddon = addonOrThrow()
 
 /** Register-mode bits from a readable description. */
 export function registerModeBits(mode: RegisterMode): number {
