@@ -87,10 +87,13 @@ export class StatsWriter {
 export interface LatencySummary {
   /** Faults measured: from the moment the pager read the fault to the page being installed. */
   count: number
-  /** Percentiles in microseconds (upper bound of a histogram bucket, within 9%). */
+  /** Median latency in microseconds (upper bound of a histogram bucket, within 9%). */
   p50: number
+  /** 90th percentile in microseconds (upper bound of a histogram bucket, within 9%). */
   p90: number
+  /** 99th percentile in microseconds (upper bound of a histogram bucket, within 9%). */
   p99: number
+  /** The slowest fault measured, in microseconds. */
   max: number
 }
 
@@ -126,8 +129,9 @@ export interface RegionStats {
   writeRequests: number
   /** Completed flushes (explicit, background and at close). */
   flushes: number
-  /** Milliseconds spent in completed flushes, in all and in the last one. */
+  /** Milliseconds spent in completed flushes, in all. */
   flushMsTotal: number
+  /** Milliseconds the last completed flush took. */
   lastFlushMs: number
   /** Write-protect faults served (first writes to clean pages, `sync` tracking only). */
   writeFaults: number
