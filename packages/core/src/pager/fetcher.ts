@@ -7,7 +7,9 @@
  * else is ERR_BAD_PAGE and is never installed truncated or padded. Failures
  * are retried with exponential backoff (10 ms doubling to 1 s) until
  * `fetchTimeoutMs`; errors that another attempt cannot fix (a bad page, a
- * source that changed under the region) are not retried.
+ * source that changed under the region) are not retried. A read that never
+ * settles counts as failed when the deadline passes: the fault is then
+ * failed by the same policy instead of waiting for ever.
  */
 import type { Backend } from '@faultline/contract'
 import { FaultlineError, type FaultlineErrorCode } from '../errors.js'
@@ -54,7 +56,8 @@ export class PageFetcher {
     let delay = RETRY_FIRST_MS
     for (let attempt = 1; ; attempt++) {
       try {
-        return this.check(pages, await this.backend.read(pages))
+        const remaining = this.fetchTimeoutMs - (performance.now() - started)
+        return this.check(pages, await settleWithin(this.backend.read(pages), remaining, this.backend.info.name))
       } catch (err) {
         if (err instanceof FaultlineError && PERMANENT.has(err.code)) {
           throw err.pages !== undefined ? err : new FaultlineError(err.code, err.message, { pages: [...pages], cause: err.cause ?? err })
@@ -70,4 +73,14 @@ export class PageFetcher {
       }
     }
   }
+}
+
+/** `promise`, or a rejection once `ms` have passed without it settling. */
+function settleWithin<T>(promise: Promise<T>, ms: number, name: string): Promise<T> {
+  if (!Number.isFinite(ms)) return promise
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name} did not answer within ${Math.round(ms)} ms`)), Math.max(0, ms))
+  })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
 }
