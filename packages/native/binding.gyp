@@ -13,7 +13,8 @@
         "src/files.cc",
         "src/pagemap.cc",
         "src/copy_page.cc",
-        "src/installer.cc"
+        "src/installer.cc",
+        "src/watchdog.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -18,6 +18,14 @@ export interface RegionEvents {
   'fetch-retry': [{ pages: number[]; attempt: number; message: string }]
   /** A background write-back failed; the pages stay dirty and are retried by the next flush. */
   'writeback-error': [{ pages: number[]; message: string }]
+  /**
+   * The pager thread stopped answering faults for `fetchTimeoutMs` (at least
+   * 5 s): a backend call blocked it. Its watchdog failed the waiting faults
+   * and fails every later fault on a page that is not resident (SIGBUS, or
+   * EFAULT for a kernel access). Emitted once the pager runs again; resident
+   * and dirty pages are kept, and `flush()` and `close()` still write back.
+   */
+  'pager-stalled': [{ message: string }]
 }
 
 /** Largest region.read(): one allocation, copied across threads. */
@@ -78,6 +86,9 @@ export class Region extends EventEmitter<RegionEvents> {
       case 'writeback-error':
         // An unhandled 'error'-like event must not crash the app: the pages stay dirty.
         this.emit('writeback-error', { pages: event.pages, message: event.message })
+        return
+      case 'pager-stalled':
+        this.emit('pager-stalled', { message: event.message })
         return
     }
   }

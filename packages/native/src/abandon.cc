@@ -23,10 +23,16 @@ namespace faultline {
 
 namespace {
 
-void Answer(int fd, const uffd_msg& msg, uint64_t sys_page) {
+void Answer(int fd, const uffd_msg& msg, uint64_t sys_page, Takeover* takeover) {
   if (msg.event != UFFD_EVENT_PAGEFAULT) return;
   const uint64_t page = msg.arg.pagefault.address & ~(sys_page - 1);
   if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+    // Recorded before the writer is let through, so a pager that recovers
+    // counts the page dirty and its next flush writes it.
+    if (takeover != nullptr) {
+      std::lock_guard<std::mutex> lock(takeover->mutex);
+      takeover->written.push_back(page);
+    }
     uffdio_writeprotect wp;
     memset(&wp, 0, sizeof wp);
     wp.range = {page, sys_page};
@@ -46,17 +52,21 @@ void Answer(int fd, const uffd_msg& msg, uint64_t sys_page) {
   ioctl(fd, UFFDIO_WAKE, &wake);
 }
 
-void Reap(int fd, uint64_t address, uint64_t length) {
+// Polls with a timeout only when someone may ask it to stop.
+void Reap(int fd, uint64_t address, uint64_t length, Takeover* takeover) {
   const uint64_t sys_page = PageSize();
   uffdio_range all{address, length};
   ioctl(fd, UFFDIO_WAKE, &all);
+  const int timeout_ms = takeover == nullptr ? -1 : 100;
   for (;;) {
+    if (takeover != nullptr && takeover->stop.load()) break;
     pollfd p{fd, POLLIN, 0};
-    const int n = poll(&p, 1, -1);
+    const int n = poll(&p, 1, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (n == 0) continue;
     if (p.revents & (POLLERR | POLLNVAL)) break;
     uffd_msg msgs[16];
     const ssize_t got = read(fd, msgs, sizeof msgs);
@@ -64,7 +74,7 @@ void Reap(int fd, uint64_t address, uint64_t length) {
       if (errno == EAGAIN || errno == EINTR) continue;
       break;
     }
-    for (ssize_t k = 0; k < got / static_cast<ssize_t>(sizeof(uffd_msg)); k++) Answer(fd, msgs[k], sys_page);
+    for (ssize_t k = 0; k < got / static_cast<ssize_t>(sizeof(uffd_msg)); k++) Answer(fd, msgs[k], sys_page, takeover);
   }
   close(fd);
 }
@@ -79,7 +89,11 @@ void PoisonAbandoned(int fd, uint64_t address, uint64_t length) {
           "faultline: the pager thread of the region at 0x%llx ended without closing it; "
           "from now on an access to a page of it that is not resident gets SIGBUS\n",
           static_cast<unsigned long long>(address));
-  std::thread(Reap, own, address, length).detach();
+  std::thread(Reap, own, address, length, nullptr).detach();
+}
+
+void ServePoisoning(int own_fd, uint64_t address, uint64_t length, Takeover* takeover) {
+  Reap(own_fd, address, length, takeover);
 }
 
 }  // namespace faultline

@@ -4,10 +4,15 @@
 #pragma once
 
 #include <napi.h>
+#include <uv.h>
 
 #include <cstddef>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 namespace faultline {
 
@@ -77,6 +82,44 @@ int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, ui
 // Hands a uffd whose pager is gone to a detached native thread that answers
 // every fault in [address, address+length) with UFFDIO_POISON (SIGBUS).
 void PoisonAbandoned(int fd, uint64_t address, uint64_t length);
+
+// A region served by a native thread while its pager is alive but stuck
+// (watchdog.cc): the thread ends when `stop` is set, and the pages whose
+// write-protect faults it let through are kept for the pager to count dirty.
+struct Takeover {
+  std::atomic<bool> stop{false};
+  std::mutex mutex;
+  std::vector<uint64_t> written;  // system-page addresses
+};
+
+// Answers faults on `own_fd` (which it closes) like PoisonAbandoned, on the
+// calling thread, until `takeover->stop`.
+void ServePoisoning(int own_fd, uint64_t address, uint64_t length, Takeover* takeover);
+
+// ---- watchdog.cc ------------------------------------------------------------
+
+// What a watcher tells its watchdog about the pager thread's progress.
+struct Pulse {
+  std::atomic<uint64_t> drains{0};              // reads of the uffd by the watcher
+  std::atomic<int64_t> in_callback_since_ms{0};  // 0 unless the JS callback is running
+  std::atomic<bool> fired{false};
+  Takeover takeover;
+  std::mutex wake_mutex;  // with `wake`: StopWatchdog ends the thread's wait at once
+  std::condition_variable wake;
+  // Signalled (under wake_mutex) when the watchdog fires, so the pager
+  // learns of it even though nothing it polls becomes readable again.
+  // Null once the watcher closes.
+  uv_async_t* on_fire = nullptr;
+};
+
+// Starts a detached thread that, once the pager has left faults unread, or
+// been inside its fault callback, for `stall_ms`, takes the uffd over:
+// faults get SIGBUS (the fetch-timeout policy) until the watcher stops.
+// False (errno set) if the descriptor could not be duplicated.
+bool StartWatchdog(std::shared_ptr<Pulse> pulse, int fd, uint64_t address, uint64_t length, uint64_t stall_ms);
+// Ends the watchdog (and any takeover) of a watcher that stops.
+void StopWatchdog(Pulse* pulse);
+int64_t SteadyMs();
 
 void InitUffd(Napi::Env env, Napi::Object exports);
 void InitMapping(Napi::Env env, Napi::Object exports);

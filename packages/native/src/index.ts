@@ -90,6 +90,20 @@ export interface Watcher {
    * write-protect fault by lifting the protection. Nobody sleeps for ever.
    */
   poisonOnAbandon(address: number, length: number): void
+  /**
+   * Starts the watchdog of this watcher's pager thread (native, its own
+   * thread): once faults on [address, address+length) have gone unread for
+   * `stallMs`, or the callback has not returned for that long, it takes the
+   * descriptor over and answers every missing fault with UFFDIO_POISON
+   * (SIGBUS) until `stop()`. The callback then receives the write faults
+   * the takeover let through, then once a count of `-ETIMEDOUT`. Once.
+   */
+  armWatchdog(address: number, length: number, stallMs: number): void
+  /**
+   * Write-protect faults the watchdog's takeover let through since the last
+   * call, as messages in `out` (4 numbers each); returns how many.
+   */
+  drainTakeover(out: Float64Array): number
 }
 
 /**

@@ -13,6 +13,7 @@
 
 #include "faultline.h"
 #include "ready_pages.h"
+#include "uffd_compat.h"
 
 namespace faultline {
 
@@ -27,6 +28,9 @@ struct Control {
 
 struct Watcher {
   uv_poll_t handle;  // handle.data points back at the Watcher
+  uv_async_t stall_signal;  // its data too; see Pulse::on_fire
+  int open_handles = 0;
+  bool stall_reported = false;
   napi_env env = nullptr;
   int fd = -1;
   size_t capacity = 0;
@@ -39,10 +43,13 @@ struct Watcher {
   // Set by poisonOnAbandon(): the region handed to a reaper if the env ends before stop().
   uint64_t abandon_address = 0;
   uint64_t abandon_length = 0;
+  // Shared with the watchdog thread, if armWatchdog() started one.
+  std::shared_ptr<Pulse> pulse = std::make_shared<Pulse>();
 };
 
 void OnClosed(uv_handle_t* handle) {
   Watcher* w = static_cast<Watcher*>(handle->data);
+  if (--w->open_handles > 0) return;
   w->callback.Reset();
   w->messages.Reset();
   w->ready.reset();
@@ -57,8 +64,10 @@ void BeginClose(Watcher* w) {
   if (w->closing) return;
   w->closing = true;
   w->control->watcher = nullptr;
+  StopWatchdog(w->pulse.get());
   uv_poll_stop(&w->handle);
   uv_close(reinterpret_cast<uv_handle_t*>(&w->handle), OnClosed);
+  if (w->open_handles == 2) uv_close(reinterpret_cast<uv_handle_t*>(&w->stall_signal), OnClosed);
 }
 
 void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
@@ -87,9 +96,33 @@ void Deliver(Watcher* w, napi_env env, double count, napi_value messages) {
   if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
 }
 
+// Moves the pages whose write faults the watchdog's takeover let through
+// into `out` as write-protect fault messages; returns how many.
+size_t DrainTakeover(Pulse* pulse, double* out, size_t capacity) {
+  std::lock_guard<std::mutex> lock(pulse->takeover.mutex);
+  std::vector<uint64_t>& written = pulse->takeover.written;
+  const size_t n = std::min(capacity, written.size());
+  for (size_t k = 0; k < n; k++) {
+    const uint64_t page = written[written.size() - 1 - k];
+    out[k * 4] = UFFD_EVENT_PAGEFAULT;
+    out[k * 4 + 1] = UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE;
+    out[k * 4 + 2] = static_cast<double>(page);
+    out[k * 4 + 3] = 0;
+  }
+  written.resize(written.size() - n);
+  return n;
+}
+
 void OnPoll(uv_poll_t* handle, int status, int events) {
   Watcher* w = static_cast<Watcher*>(handle->data);
   if (w->closing) return;
+  // The watchdog owns the descriptor now; reading it here too would race it.
+  const bool stalled = w->pulse->fired.load();
+  if (stalled) {
+    uv_poll_stop(&w->handle);
+    if (w->stall_reported) return;
+    w->stall_reported = true;
+  }
   napi_env env = w->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;  // the thread is going away
@@ -104,7 +137,13 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   }
   double* decoded = static_cast<double*>(data);
   double count;
-  if (status < 0) {
+  if (stalled) {
+    // Said once, as a failed read: the pager reports it and stops serving.
+    const size_t capacity = std::min(w->capacity, length / 4);
+    size_t n;
+    while ((n = DrainTakeover(w->pulse.get(), decoded, capacity)) > 0) Deliver(w, env, static_cast<double>(n), messages);
+    count = -ETIMEDOUT;
+  } else if (status < 0) {
     BeginClose(w);
     count = status;  // libuv's status is -errno on Linux
   } else {
@@ -115,6 +154,7 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
       count = -EINVAL;
     } else {
       const long n = DrainMessages(w->fd, decoded, capacity);
+      w->pulse->drains.fetch_add(1);
       if (n == 0) {  // spurious wake-up: someone else drained the queue
         napi_close_handle_scope(env, scope);
         return;
@@ -126,8 +166,15 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
       count = static_cast<double>(n);
     }
   }
+  w->pulse->in_callback_since_ms.store(SteadyMs());
   Deliver(w, env, count, messages);
+  w->pulse->in_callback_since_ms.store(0);
   napi_close_handle_scope(env, scope);
+}
+
+void OnStallSignal(uv_async_t* handle) {
+  Watcher* w = static_cast<Watcher*>(handle->data);
+  if (!w->closing && w->pulse->fired.load()) OnPoll(&w->handle, 0, 0);
 }
 
 Napi::Value Stop(const Napi::CallbackInfo& info) {
@@ -202,6 +249,41 @@ Napi::Value PoisonOnAbandon(const Napi::CallbackInfo& info) {
   w->abandon_address = address;
   w->abandon_length = length;
   return env.Undefined();
+}
+
+// armWatchdog(address, length, stallMs): see watchdog.cc. Once per watcher.
+Napi::Value ArmWatchdog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "armWatchdog";
+  Watcher* w = LiveWatcher(info);
+  uint64_t address, length, stall_ms;
+  if (w == nullptr || !ArgRange(info, 0, fn, "address", "length", &address, &length) || !ArgU64(info, 2, fn, "stallMs", &stall_ms)) {
+    return env.Undefined();
+  }
+  if (stall_ms == 0) {
+    ThrowRange(env, fn, "stallMs must be at least 1");
+    return env.Undefined();
+  }
+  if (w->pulse.use_count() > 1) {
+    ThrowType(env, fn, "the watchdog is armed already");
+    return env.Undefined();
+  }
+  if (!StartWatchdog(w->pulse, w->fd, address, length, stall_ms)) ThrowErrno(env, errno, "fcntl(F_DUPFD_CLOEXEC)");
+  return env.Undefined();
+}
+
+// drainTakeover(out: Float64Array) -> messages written: write faults the
+// watchdog let through since the last call, for the pager to count dirty.
+Napi::Value DrainTakeoverJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Watcher* w = LiveWatcher(info);
+  if (w == nullptr) return Napi::Number::New(env, 0);
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowType(env, "drainTakeover", "out must be a Float64Array");
+    return env.Undefined();
+  }
+  Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+  return Napi::Number::New(env, static_cast<double>(DrainTakeover(w->pulse.get(), out.Data(), out.ElementLength() / 4)));
 }
 
 // serveNatively(address, pageSize, pageCount, readMode, writeMode, stats: Float64Array, slots: number[12])
@@ -345,12 +427,26 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   w->handle.data = w;
+  w->open_handles = 1;
+  const char* step = "uv_poll_start";
   rc = uv_poll_start(&w->handle, UV_READABLE, OnPoll);
+  if (rc == 0) {
+    step = "uv_async_init";
+    rc = uv_async_init(loop, &w->stall_signal, OnStallSignal);
+    if (rc == 0) {
+      w->stall_signal.data = w;
+      w->open_handles = 2;
+      // Only the poll handle keeps the thread alive, as before.
+      uv_unref(reinterpret_cast<uv_handle_t*>(&w->stall_signal));
+      w->pulse->on_fire = &w->stall_signal;
+    }
+  }
   if (rc != 0) {
     w->closing = true;
+    uv_poll_stop(&w->handle);
     uv_close(reinterpret_cast<uv_handle_t*>(&w->handle),
              [](uv_handle_t* h) { delete static_cast<Watcher*>(h->data); });
-    ThrowErrno(env, -rc, "uv_poll_start");
+    ThrowErrno(env, -rc, step);
     return env.Undefined();
   }
   w->callback = Napi::Persistent(info[2].As<Napi::Function>());
@@ -371,6 +467,8 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   result.Set("stage", BoundMethod(env, Stage, "stage", w->control));
   result.Set("unstage", BoundMethod(env, Unstage, "unstage", w->control));
   result.Set("poisonOnAbandon", BoundMethod(env, PoisonOnAbandon, "poisonOnAbandon", w->control));
+  result.Set("armWatchdog", BoundMethod(env, ArmWatchdog, "armWatchdog", w->control));
+  result.Set("drainTakeover", BoundMethod(env, DrainTakeoverJs, "drainTakeover", w->control));
   return result;
 }
 

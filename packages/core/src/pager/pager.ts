@@ -6,6 +6,7 @@
  * installed, and the pager is the only thread that can install it.
  */
 import { writeSync } from 'node:fs'
+import { constants as osConstants } from 'node:os'
 import { native, constants } from '@faultline/native'
 import type { Backend } from '@faultline/contract'
 import { FaultlineError } from '../errors.js'
@@ -94,6 +95,13 @@ export class Pager {
   installer: PageInstaller | undefined
   /** Pages handed to the installer, with their bytes: kept alive until it reports the copy. */
   private readonly installing = new Map<number, Uint8Array>()
+  /**
+   * Set when the watchdog is armed (worker.ts), with the stall it waits
+   * for. After a takeover, the write faults it let through are drained from
+   * the watcher and counted dirty before each flush.
+   */
+  watchdog: { stallMs: number; drainTakeover(out: Float64Array): number } | undefined
+  private stalled = false
 
   constructor(
     private readonly config: PagerConfig,
@@ -112,6 +120,10 @@ export class Pager {
 
   /** Called by the uffd watcher with decoded messages: [event, flags, address, arg] × count. */
   onMessages(count: number, messages: Float64Array): void {
+    if (count === -osConstants.errno.ETIMEDOUT && this.watchdog !== undefined) {
+      this.onStalled(this.watchdog.stallMs)
+      return
+    }
     if (count < 0) {
       this.fatal(`reading the userfaultfd failed (errno ${-count}); faults can no longer be served`)
       return
@@ -587,6 +599,20 @@ export class Pager {
 
   private pageAddress(page: number): number {
     return this.config.address + page * this.config.pageSize
+  }
+
+  /** The watchdog took the descriptor over while this thread was stuck; it runs again now. */
+  private onStalled(stallMs: number): void {
+    this.stalled = true
+    const message = `faultline: the pager thread of ${this.backend.info.name} did not answer faults for ${stallMs} ms (a backend call blocked it); faults on pages that are not resident now get SIGBUS`
+    this.emit({ kind: 'event', type: 'pager-stalled', message })
+  }
+
+  /** Counts dirty the pages whose write faults the watchdog's takeover let through. */
+  absorbTakeoverWrites(): void {
+    if (!this.stalled || this.watchdog === undefined) return
+    const out = new Float64Array(4 * 256)
+    for (let n = this.watchdog.drainTakeover(out); n > 0; n = this.watchdog.drainTakeover(out)) this.onMessages(n, out)
   }
 
   private fatal(message: string): void {

@@ -49,5 +49,6 @@ export type PagerEvent =
   | { kind: 'event'; type: 'fetch-error'; pages: number[]; message: string }
   | { kind: 'event'; type: 'fetch-retry'; pages: number[]; attempt: number; message: string }
   | { kind: 'event'; type: 'writeback-error'; pages: number[]; message: string }
+  | { kind: 'event'; type: 'pager-stalled'; message: string }
 
 export type PagerToHost = PagerReady | PagerFailed | PagerReply | PagerEvent

@@ -28,6 +28,9 @@ const post = (msg: PagerToHost): void => port.postMessage(msg)
 /** Messages decoded per readable event; the kernel queues one per faulting thread. */
 const WATCH_CAPACITY = 512
 
+/** The shortest stall the pager's watchdog takes for a stuck thread. */
+const WATCHDOG_FLOOR_MS = 5_000
+
 async function start(): Promise<void> {
   let backend: Backend | undefined
   let fd = -1
@@ -77,6 +80,14 @@ async function start(): Promise<void> {
     // only then: a thread torn down by process exit is not a dead pager).
     const guarded = watcher
     armAbandonGuard = () => guarded.poisonOnAbandon(address, size)
+    if (Number.isFinite(options.fetchTimeoutMs)) {
+      // Past the fetch deadline a waiting fault gets SIGBUS anyway; the floor
+      // keeps a loaded machine's pauses from looking like a stuck thread.
+      const stallMs = Math.max(options.fetchTimeoutMs, WATCHDOG_FLOOR_MS)
+      watcher.armWatchdog(address, size, stallMs)
+      pager.watchdog = { stallMs, drainTakeover: (out) => guarded.drainTakeover(out) }
+      if (pager.writeBack !== undefined) pager.writeBack.beforeCollect = () => pager.absorbTakeoverWrites()
+    }
     const tier = options.secondTierBytes > 0 ? new SecondTier(options.secondTierBytes, options.pageSize, watcher) : undefined
     pager.secondTier = tier
     const pool = options.residentPool === undefined ? undefined : new PoolMember(options.residentPool, options.pageSize)

@@ -125,8 +125,12 @@ export class WriteBack {
     })
   }
 
+  /** Called before each flush collects its pages: writes the pager learned of late (a watchdog takeover). */
+  beforeCollect: (() => void) | undefined
+
   private async flushNow(): Promise<void> {
     const started = performance.now()
+    this.beforeCollect?.()
     const pages = this.collect()
     const failed: number[] = []
     let firstError: unknown
