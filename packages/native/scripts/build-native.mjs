@@ -3,15 +3,10 @@
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { checkBuildRequirements, nodeGyp } from './node-gyp.mjs'
+import { exitUnlessBuildable, nodeGyp } from './node-gyp.mjs'
 
 const pkgDir = join(dirname(fileURLToPath(import.meta.url)), '..')
-try {
-  checkBuildRequirements()
-} catch (err) {
-  console.error(`faultline: ${err.message}`)
-  process.exit(1)
-}
+exitUnlessBuildable()
 const jobs = process.env.JOBS ?? 'max'
 const steps = existsSync(join(pkgDir, 'build', 'Makefile')) ? ['build'] : ['configure', 'build']
 for (const verb of steps) nodeGyp(pkgDir, [verb, `--jobs=${jobs}`])

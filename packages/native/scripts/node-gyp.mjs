@@ -25,6 +25,16 @@ export function checkBuildRequirements() {
   if (missing.length > 0) throw new Error(`cannot compile the native addon; missing: ${missing.map((m) => `\n  - ${m}`).join('')}`)
 }
 
+/** For the build scripts: says what is missing and exits 1, or returns. */
+export function exitUnlessBuildable() {
+  try {
+    checkBuildRequirements()
+  } catch (err) {
+    console.error(`faultline: ${err.message}`)
+    process.exit(1)
+  }
+}
+
 /** The node-gyp entry point: the one npm or pnpm runs scripts with, else a local or global install. */
 export function findNodeGyp() {
   const fromClient = process.env.npm_config_node_gyp

@@ -12,15 +12,10 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { checkBuildRequirements, nodedir } from './node-gyp.mjs'
+import { exitUnlessBuildable, nodedir } from './node-gyp.mjs'
 
 const pkgDir = join(dirname(fileURLToPath(import.meta.url)), '..')
-try {
-  checkBuildRequirements()
-} catch (err) {
-  console.error(`faultline: ${err.message}`)
-  process.exit(1)
-}
+exitUnlessBuildable()
 const scratch = mkdtempSync(join(tmpdir(), 'faultline-prebuild-'))
 let status = 1
 try {
