@@ -1,8 +1,10 @@
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { openRegion } from '@faultline/core'
 import { checkPattern } from '@faultline/core/pattern'
-import { sharedPattern } from '../helpers/dataset.js'
+import { sharedPattern, writePatternFile } from '../helpers/dataset.js'
+import { tempDir } from '../helpers/tmp.js'
 
 const PAGE = 65536
 const SIZE = 64 * 2 ** 20
@@ -101,5 +103,29 @@ describe('readahead', () => {
     expect(next).toBeDefined()
     // Asked for while the marker's read was still a whole delay away from done.
     expect(next!.start).toBeLessThan(marker!.end - 50)
+  })
+
+  // Found by the bounce stress (test/stress): the held copy was data.slice(),
+  // which on a Buffer is a view, so the file backend's next read into its
+  // scratch buffer (or a recycled Redis read buffer) rewrote it, and the
+  // marker page was installed with another page's bytes.
+  it('installs a held marker with its own bytes after the backend has reused its read buffer', async () => {
+    const pageSize = 4096
+    const path = join(tempDir(), 'pattern.bin')
+    writePatternFile(path, 64 * pageSize)
+    const region = await openRegion({ pageSize, access: 'read-only', backend: { type: 'file', path } })
+    try {
+      const v = region.view()
+      // A miss at page 0 reads 0-4 in one batch and holds page 3, the window's marker.
+      expect(checkPattern(v.subarray(0, 64), 0)).toBe(-1)
+      await settle()
+      // Five pages elsewhere: the file backend reads them into the same scratch buffer.
+      await region.prefetch(40 * pageSize, 5 * pageSize)
+      // Installs the held marker from JS.
+      await region.prefetch(3 * pageSize, pageSize)
+      expect(checkPattern(v.subarray(3 * pageSize, 4 * pageSize), 3 * pageSize)).toBe(-1)
+    } finally {
+      await region.close()
+    }
   })
 })

@@ -406,7 +406,8 @@ export class Pager {
     if (this.markers.delete(page)) {
       if (!faulted) {
         // Keep a copy: the backend may reuse its buffer after the next call.
-        this.held.set(page, data?.slice())
+        // (Not data.slice(): on a Buffer, which file and Redis reads return, that is a view of the same memory.)
+        this.held.set(page, data === undefined ? undefined : new Uint8Array(data))
         // Staged, the reader's fault on it is answered before JS runs.
         if (data !== undefined) {
           this.staging?.stage(page, data)
