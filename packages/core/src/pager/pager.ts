@@ -404,7 +404,10 @@ export class Pager {
     const waiter = this.inflight.get(page)
     const faulted = (waiter?.faultTimes.length ?? 0) > 0
     if (this.markers.delete(page)) {
-      if (!faulted) {
+      // A marker the watcher has meanwhile installed from the stage (a
+      // second-tier copy, say) is resident already: holding these bytes too
+      // would leave a second, aging copy that a later fault could install.
+      if (!faulted && !this.resident.has(page)) {
         // Keep a copy: the backend may reuse its buffer after the next call.
         // (Not data.slice(): on a Buffer, which file and Redis reads return, that is a view of the same memory.)
         this.held.set(page, data === undefined ? undefined : new Uint8Array(data))
