@@ -421,10 +421,12 @@ export class Pager {
         return
       }
       // The reader got here before the window arrived: keep the stream going.
-      queueMicrotask(() => {
-        this.readAhead(this.readahead?.onMarker(page))
-        this.schedule()
-      })
+      if (faulted) {
+        queueMicrotask(() => {
+          this.readAhead(this.readahead?.onMarker(page))
+          this.schedule()
+        })
+      }
     }
     // Count first: the fill wakes the faulting threads, and one of them may
     // read stats() before this thread gets to run again.
