@@ -24,6 +24,8 @@ describe('bounce stress: worker threads share pages while flush, eviction and re
         // Eviction makes most operations a fault (~100 µs here): fewer keep each case to a few seconds.
         opsPerRound: mode.resident === undefined ? 2500 : 600,
         context: { dir, redisUrl: inject('redisUrl') },
+        // Rounds take about a second: a hung one fails with its seed well before the test's 60 s timeout.
+        roundTimeoutMs: 15_000,
         rerun: `FAULTLINE_STRESS_SEED=${seed} npx vitest run test/stress/bounce.test.ts -t '${store}, ${mode.name.replace(/[+]/g, '\\+')}:'`,
       })
       expect(result.counts.writes).toBeGreaterThan(0)
