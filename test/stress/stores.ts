@@ -1,7 +1,8 @@
 /**
  * The backends a bounce run goes over, each with a way to read back what it
- * holds from outside the run's region: the memory backend's shared buffer
- * itself, and for file and Redis a fresh process that opens its own region.
+ * holds from outside the run's region: the shared buffer itself for the
+ * memory and slow backends, and for file and Redis a fresh process that
+ * opens its own region.
  */
 import { execFile } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
@@ -11,8 +12,14 @@ import { promisify } from 'node:util'
 import type { BackendSpec } from '@faultline/core'
 import { dropNamespace, standaloneClient, uniqueNamespace } from '../helpers/redis.js'
 
-export type StoreKind = 'memory' | 'file' | 'redis'
+export type StoreKind = 'memory' | 'file' | 'redis' | 'slow'
 export const STORE_KINDS: readonly StoreKind[] = ['memory', 'file', 'redis']
+/**
+ * The long run adds `slow`, a module backend whose reads take 0-3 ms and
+ * come back in fresh buffers: fetches stay in flight (and go through the
+ * installer thread) while pages are faulted, written and evicted around them.
+ */
+export const LONG_STORE_KINDS: readonly StoreKind[] = [...STORE_KINDS, 'slow']
 
 export interface Store {
   spec: BackendSpec
@@ -29,6 +36,7 @@ export interface StoreContext {
   redisUrl: string
 }
 
+const slow = fileURLToPath(new URL('../fixtures/slow-backend.mjs', import.meta.url))
 const dump = fileURLToPath(new URL('../fixtures/region-dump.mjs', import.meta.url))
 const run = promisify(execFile)
 
@@ -45,6 +53,10 @@ export function openStore(kind: StoreKind, name: string, size: number, pageSize:
   if (kind === 'memory') {
     const data = new Uint8Array(new SharedArrayBuffer(size))
     return { spec: { type: 'memory', data }, readBack: async () => data.slice(), remove: async () => undefined }
+  }
+  if (kind === 'slow') {
+    const store = new SharedArrayBuffer(size)
+    return { spec: { type: 'module', module: slow, options: { store, seed: size } }, readBack: async () => new Uint8Array(store).slice(), remove: async () => undefined }
   }
   if (kind === 'file') {
     const path = join(context.dir, `${name}.bin`)
