@@ -2,6 +2,9 @@
 // after each kill the file, opened again through a region (recovery may
 // happen at open), must hold every page whole, as a version no older than
 // the last flush that resolved and no newer than the one in flight.
+// FAULTLINE_CRASH_SEED repeats a run's kill times, FAULTLINE_CRASH_KILLS and
+// FAULTLINE_CRASH_BUDGET_MS make it longer, FAULTLINE_CRASH_LOG=1 prints
+// what each case did.
 import { spawn } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -22,7 +25,7 @@ const pages = 512
 const kills = Number(process.env['FAULTLINE_CRASH_KILLS'] ?? 16)
 // Each kill costs about a second (a Node start, a flush or three, reading the
 // file back); on a busy machine fewer kills fit, so each case stops here.
-const budgetMs = 24_000
+const budgetMs = Number(process.env['FAULTLINE_CRASH_BUDGET_MS'] ?? 18_000)
 const seed = Number(process.env['FAULTLINE_CRASH_SEED'] ?? Math.floor(Math.random() * 2 ** 31))
 
 function rng(s: number): () => number {
@@ -38,15 +41,21 @@ function rng(s: number): () => number {
 interface Run {
   /** Versions whose flush the writer reported resolved. */
   flushed: number[]
+  /** How long each of those flushes took, in ms. */
+  flushMs: number[]
   stderr: string
   signal: NodeJS.Signals | null
+  /** True when the writer was still running when the guard killed it. */
+  stuck: boolean
 }
 
 /**
  * Starts the writer, SIGKILLs it `delayMs` after it says it begins its
  * `flush`-th flush, and collects what it reported. Aiming at a flush makes
- * most kills land while pages are being written; the delay reaches past
- * the end of some flushes, so other kills land between them.
+ * most kills land while pages are being written (and the caller scales the
+ * delay to how long flushes take, so kills reach their last step, the
+ * writes in place); some delays reach past the end of a flush, so other
+ * kills land between flushes.
  */
 function runAndKill(path: string, firstVersion: number, flush: number, delayMs: number, backend: Record<string, unknown>): Promise<Run> {
   return new Promise((resolve, reject) => {
@@ -54,7 +63,11 @@ function runAndKill(path: string, firstVersion: number, flush: number, delayMs: 
     let stdout = ''
     let stderr = ''
     let timer: NodeJS.Timeout | undefined
-    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    let stuck = false
+    const guard = setTimeout(() => {
+      stuck = true
+      child.kill('SIGKILL')
+    }, 20_000)
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk
       if (timer === undefined && stdout.split('\nflushing ').length > flush) timer = setTimeout(() => child.kill('SIGKILL'), delayMs)
@@ -65,8 +78,8 @@ function runAndKill(path: string, firstVersion: number, flush: number, delayMs: 
     child.on('close', (_code, signal) => {
       clearTimeout(guard)
       clearTimeout(timer)
-      const flushed = [...stdout.matchAll(/^flushed (\d+)$/gm)].map((m) => Number(m[1]))
-      resolve({ flushed, stderr, signal })
+      const lines = [...stdout.matchAll(/^flushed (\d+) ([\d.]+)$/gm)]
+      resolve({ flushed: lines.map((m) => Number(m[1])), flushMs: lines.map((m) => Number(m[2])), stderr, signal, stuck })
     })
   })
 }
@@ -113,12 +126,16 @@ describe('file backend: flushes interrupted by SIGKILL', () => {
     let torn = 0
     let withFlushes = 0
     let done = 0
+    const flushMs: number[] = [100]
     const started = Date.now()
     for (let kill = 0; kill < kills && Date.now() - started < budgetMs; kill++, done++) {
       const flush = 1 + Math.floor(random() * 3)
-      const delayMs = Math.floor(random() * 60)
+      const typicalMs = [...flushMs].sort((a, b) => a - b)[flushMs.length >> 1]!
+      const delayMs = Math.floor(random() * 1.25 * typicalMs)
       const run = await runAndKill(path, next, flush, delayMs, backend)
       expect(run.signal, `seed ${seed}, kill ${kill}: the writer died on its own:\n${run.stderr}`).toBe('SIGKILL')
+      expect(run.stuck, `seed ${seed}, kill ${kill}: the writer was stuck for 20 s:\n${run.stderr}`).toBe(false)
+      flushMs.push(...run.flushMs)
       const last = run.flushed.at(-1)
       if (last !== undefined) {
         resolved = last
@@ -134,6 +151,7 @@ describe('file backend: flushes interrupted by SIGKILL', () => {
       }
       next = newest + 1
     }
+    if (process.env['FAULTLINE_CRASH_LOG']) console.log(`${label}: ${done} kills, ${withFlushes} after a resolved flush, ${torn} torn, ${Date.now() - started} ms`)
     expect(problems, `seed ${seed} (FAULTLINE_CRASH_SEED=${seed} repeats the kill times): ${torn} torn pages seen over ${done} kills (one not rewritten since is seen again)\n${problems.join('\n')}`).toEqual([])
     // The kills must land after flushes as well as during them, or the lower bound is untested.
     expect(withFlushes, `seed ${seed}: ${withFlushes} of ${done} kills came after a resolved flush`).toBeGreaterThan(done / 4)
