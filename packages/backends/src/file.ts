@@ -3,12 +3,20 @@
  * i × pageSize). Reads and writes are synchronous syscalls on the pager
  * thread, never the libuv threadpool: a pool thread may be the one asleep
  * in a page fault (fs.write from a region view).
+ *
+ * Writes go through a journal next to the file (journal/journal.ts), so a
+ * crash never leaves a page torn: the kernel cuts a write short at any 4 KiB
+ * boundary when the process is killed, and a power loss can keep part of
+ * one.
  */
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync, constants as fsConstants } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/contract'
 import { FaultlineError } from '@faultline/contract'
 import { Extents } from './extents.js'
+import { Journal, journalPath, readJournal, replayJournal } from './journal/journal.js'
+import type { JournalPages } from './journal/pages.js'
+import { optionalBoolean } from './remote/options.js'
 import { checkKnownOptions, consecutiveRuns, optionError } from './spec.js'
 
 export interface FileBackendOptions {
@@ -21,6 +29,19 @@ export interface FileBackendOptions {
   create?: boolean
   /** fdatasync at the end of each flush, so a resolved flush survives a crash. Default true. */
   sync?: boolean
+  /**
+   * Write each flush to a journal, `<path>.faultline-journal`, before
+   * writing its pages into the file, so that a crash during a flush (the
+   * process killed; with `sync`, a power loss too) never leaves a page half
+   * written, and leaves every page as of the same flush. The pages are
+   * written twice, and with `sync` there is one more fdatasync per flush
+   * (docs/writes.md). The journal is created in the file's directory at the
+   * first write and removed at close. With `false`, a page being written
+   * when the process dies may be left half old, half new. Either way a
+   * journal a crash left behind is replayed when the file is next opened.
+   * Default true.
+   */
+  journal?: boolean
 }
 
 export class FileBackend implements Backend {
@@ -31,9 +52,15 @@ export class FileBackend implements Backend {
   private readonly written = new Set<number>()
   private length: number
   private readonly durable: boolean
+  /** Where writes go first (read-write, unless `journal: false`). */
+  private readonly journal: Journal | undefined
+  /** Read-only, over a journal a crash left: its pages are read over the file's. */
+  private readonly leftJournal: JournalPages | undefined
 
   constructor(options: FileBackendOptions, private readonly context: BackendContext) {
-    checkKnownOptions('file', options as unknown as Record<string, unknown>, ['path', 'readOnly', 'create', 'sync'])
+    const spec = options as unknown as Record<string, unknown>
+    checkKnownOptions('file', spec, ['path', 'readOnly', 'create', 'sync', 'journal'])
+    const journal = optionalBoolean('file', spec, 'journal') ?? true
     const { path } = options
     if (typeof path !== 'string' || !isAbsolute(path)) {
       throw optionError('file', 'path', `must be an absolute file path (got ${JSON.stringify(path)})`)
@@ -46,12 +73,20 @@ export class FileBackend implements Backend {
     } catch (cause) {
       throw new FaultlineError('ERR_BACKEND', `faultline: cannot open ${path}${readOnly ? ' for reading' : ' for reading and writing'}: ${(cause as Error).message}`, { option: 'backend.path', cause })
     }
-    const stat = fstatSync(this.fd)
-    if (!stat.isFile()) {
+    if (!fstatSync(this.fd).isFile()) {
       closeSync(this.fd)
       throw optionError('file', 'path', `must name a regular file (${path} is not one)`)
     }
-    this.length = stat.size
+    this.durable = options.sync !== false
+    try {
+      // Before anything reads the file: a journal a crash left holds pages newer than the file's.
+      if (readOnly) this.leftJournal = readJournal(journalPath(path))
+      else replayJournal(journalPath(path), this.fd, this.durable)
+    } catch (err) {
+      closeSync(this.fd)
+      throw err
+    }
+    this.length = Math.max(fstatSync(this.fd).size, this.leftJournal?.end() ?? 0)
     this.extents = Extents.scan(this.fd, this.length)
     // A read-write region larger than its file extends it sparsely, so the
     // file records the region's size and a later open can leave `size` out.
@@ -59,14 +94,21 @@ export class FileBackend implements Backend {
       ftruncateSync(this.fd, context.size)
       this.length = context.size
     }
-    this.durable = options.sync !== false
+    this.journal = !readOnly && journal ? new Journal(journalPath(path), context.pageSize, this.durable) : undefined
     this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256 }
+  }
+
+  /** Pages newer than the file's own bytes, read over them. */
+  private overlay(): JournalPages | undefined {
+    return this.leftJournal ?? this.journal?.pending
   }
 
   isAbsent(index: number): boolean {
     if (this.written.has(index)) return false
     const start = index * this.context.pageSize
-    return start >= this.length || this.extents.isHole(start, start + this.context.pageSize)
+    const end = start + this.context.pageSize
+    if (this.leftJournal?.covers(start, end)) return false
+    return start >= this.length || this.extents.isHole(start, end)
   }
 
   async read(indexes: readonly number[]): Promise<Array<Uint8Array | undefined>> {
@@ -93,6 +135,7 @@ export class FileBackend implements Backend {
     const runs = consecutiveRuns(indexes)
     const total = runs.reduce((sum, [, count]) => sum + count, 0) * pageSize
     const buffer = bufferFor(total)
+    const overlay = this.overlay()
     let offset = 0
     for (const [first, count, at] of runs) {
       const start = first * pageSize
@@ -108,6 +151,7 @@ export class FileBackend implements Backend {
       }
       // A page that straddles the end of the file reads as zeros past it.
       run.fill(0, got)
+      overlay?.overlay(run, start)
       for (let i = 0; i < count; i++) {
         const pageStart = start + i * pageSize
         out[at + i] = pageStart < this.length ? run.subarray(i * pageSize, (i + 1) * pageSize) : undefined
@@ -120,20 +164,42 @@ export class FileBackend implements Backend {
     if (this.info.readOnly) throw new FaultlineError('ERR_READ_ONLY', `faultline: ${this.info.name} is opened read-only`)
     const { pageSize } = this.context
     const sorted = [...pages].sort((a, b) => a.index - b.index)
-    for (const { index, data } of sorted) {
-      let done = 0
-      while (done < pageSize) done += writeSync(this.fd, data, done, pageSize - done, index * pageSize + done)
+    if (this.journal !== undefined) {
+      // Into the file at sync(), once the batches of the flush are committed.
+      this.journal.append(sorted)
+    } else {
+      for (const { index, data } of sorted) {
+        let done = 0
+        while (done < pageSize) done += writeSync(this.fd, data, done, pageSize - done, index * pageSize + done)
+      }
+    }
+    for (const { index } of sorted) {
       this.written.add(index)
       this.length = Math.max(this.length, (index + 1) * pageSize)
     }
   }
 
+  /**
+   * The order is what keeps pages whole: the journal is committed (and
+   * durable) before any of its pages is written in place, and emptied only
+   * once they are in the file (and durable). A crash before the commit
+   * leaves the file as of the last flush; after it, the next open copies
+   * the committed pages in again.
+   */
   async sync(): Promise<void> {
+    const journal = this.journal
+    if (journal?.pending !== undefined) {
+      journal.commit()
+      journal.apply(this.fd)
+    }
     if (this.durable) fdatasyncSync(this.fd)
+    journal?.reset()
   }
 
   async close(): Promise<void> {
     closeSync(this.fd)
+    this.journal?.close()
+    if (this.leftJournal !== undefined) closeSync(this.leftJournal.fd)
   }
 }
 
