@@ -1,7 +1,8 @@
 // A process flushing a file-backed region is SIGKILLed at random moments;
 // after each kill the file, opened again through a region (recovery may
 // happen at open), must hold every page whole, as a version no older than
-// the last flush that resolved and no newer than the one in flight.
+// the last flush that resolved and no newer than the one in flight, and
+// every page of the same flush.
 // FAULTLINE_CRASH_SEED repeats a run's kill times, FAULTLINE_CRASH_KILLS and
 // FAULTLINE_CRASH_BUDGET_MS make it longer, FAULTLINE_CRASH_LOG=1 prints
 // what each case did.
@@ -114,7 +115,7 @@ describe('file backend: flushes interrupted by SIGKILL', () => {
   it.each([
     ['sync: true', {}],
     ['sync: false', { sync: false }],
-  ] as const)('never leaves a torn page, nor one older than the last resolved flush (%s)', async (label, backend) => {
+  ] as const)('never leaves a torn page, nor one older than the last resolved flush, nor two flushes mixed (%s)', async (label, backend) => {
     const path = join(dir, `crash-${label.replace(/\W+/g, '-')}.bin`)
     const initial = Buffer.alloc(pageSize * pages)
     for (let page = 0; page < pages; page++) stampPage(initial.subarray(page * pageSize, (page + 1) * pageSize), page, 0)
@@ -149,6 +150,8 @@ describe('file backend: flushes interrupted by SIGKILL', () => {
       if (v.torn.length + v.tooOld.length + v.fromTheFuture.length > 0) {
         problems.push(`kill ${kill} ${delayMs} ms into flush ${flush} (${access} open, expected versions ${resolved}..${newest}): torn pages [${v.torn.join(',')}], too old [${v.tooOld.join(',')}], from the future [${v.fromTheFuture.join(',')}]`)
       }
+      // The journal commits a flush's batches together: never some pages of one flush and some of another.
+      if (v.versions.size > 1) problems.push(`kill ${kill} ${delayMs} ms into flush ${flush} (${access} open): pages of versions ${[...v.versions].sort((a, b) => a - b).join(', ')} at once`)
       next = newest + 1
     }
     if (process.env['FAULTLINE_CRASH_LOG']) console.log(`${label}: ${done} kills, ${withFlushes} after a resolved flush, ${torn} torn, ${Date.now() - started} ms`)
