@@ -121,6 +121,30 @@ describe('resident pool', () => {
     await region.close().catch(() => undefined)
   })
 
+  it('takes closed regions out of the pool once, even when their close is answered while the application is busy', async () => {
+    const pool = createResidentPool({ maxBytes: 8 * MiB })
+    const data = sharedPattern(2 * MiB)
+    // Three at once: whether the reply or the exit is heard first varies, so
+    // one region alone may get through by luck.
+    const regions = await Promise.all([0, 1, 2].map(() => openRegion({ pageSize: PAGE, backend: { type: 'memory', data }, access: 'read-only', residentPool: pool })))
+    for (const region of regions) expect(readAll(region.view())).toBe(0)
+    await settle()
+    expect(pool.residentBytes).toBe(6 * MiB)
+    const closing = Promise.all(regions.map((region) => region.close()))
+    // Busy in slices, as on a loaded machine, until the pagers have left the
+    // pool (each does so itself, before it answers), then long enough for them
+    // to answer the close and end their threads: each reply then arrives
+    // together with its thread's exit.
+    const busy = new Int32Array(new SharedArrayBuffer(4))
+    for (let slice = 0; pool.residentBytes !== 0 && slice < 500; slice++) {
+      await new Promise((r) => setImmediate(r))
+      for (let ms = 0; pool.residentBytes !== 0 && ms < 20; ms++) Atomics.wait(busy, 0, 0, 1)
+    }
+    Atomics.wait(busy, 0, 0, 500)
+    await closing
+    expect(pool.residentBytes).toBe(0)
+  })
+
   it('rejects bad pools and bad combinations with errors that name the option', async () => {
     expect(() => createResidentPool({ maxBytes: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option: 'maxBytes' }))
     expect(() => createResidentPool(undefined as never)).toThrow(/maxBytes/)

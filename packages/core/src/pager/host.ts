@@ -21,7 +21,7 @@ function leavePool(options: NormalizedOptions, stats: SharedArrayBuffer): void {
 
 export class PagerHost {
   private nextId = 1
-  private readonly pending = new Map<number, { resolve: (reply: PagerReply) => void; reject: (e: Error) => void }>()
+  private readonly pending = new Map<number, { op: RequestBody['op']; resolve: (reply: PagerReply) => void; reject: (e: Error) => void }>()
   private failure: FaultlineError | undefined
   /** Set when a close request succeeded: the pager took its pages out of its pool itself. */
   private closed = false
@@ -92,7 +92,6 @@ export class PagerHost {
 
   async request(body: RequestBody): Promise<void> {
     await this.call(body)
-    if (body.op === 'close') this.closed = true
   }
 
   /** Bytes from the backend for `region.read()`. */
@@ -105,7 +104,7 @@ export class PagerHost {
     if (this.failure) return Promise.reject(this.failure)
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
+      this.pending.set(id, { op: body.op, resolve, reject })
       this.worker.postMessage({ id, ...body } as PagerRequest)
     })
   }
@@ -114,8 +113,16 @@ export class PagerHost {
     const p = this.pending.get(reply.id)
     if (p === undefined) return
     this.pending.delete(reply.id)
-    if (reply.error) p.reject(deserializeError(reply.error))
-    else p.resolve(reply)
+    if (reply.error) {
+      p.reject(deserializeError(reply.error))
+      return
+    }
+    // Marked here, not after the caller's await: when the reply and the
+    // thread's end are heard together, Node hands over the reply and emits
+    // 'exit' with no microtask between, and the exit would pass for a death
+    // (taking the pages out of the pool a second time).
+    if (p.op === 'close') this.closed = true
+    p.resolve(reply)
   }
 
   /** Waits for the thread to end after a close request. */
