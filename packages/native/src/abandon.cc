@@ -52,8 +52,10 @@ void Answer(int fd, const uffd_msg& msg, uint64_t sys_page, Takeover* takeover) 
   ioctl(fd, UFFDIO_WAKE, &wake);
 }
 
+}  // namespace
+
 // Polls with a timeout only when someone may ask it to stop.
-void Reap(int fd, uint64_t address, uint64_t length, Takeover* takeover) {
+void ServePoisoning(int fd, uint64_t address, uint64_t length, Takeover* takeover) {
   const uint64_t sys_page = PageSize();
   uffdio_range all{address, length};
   ioctl(fd, UFFDIO_WAKE, &all);
@@ -79,8 +81,6 @@ void Reap(int fd, uint64_t address, uint64_t length, Takeover* takeover) {
   close(fd);
 }
 
-}  // namespace
-
 void PoisonAbandoned(int fd, uint64_t address, uint64_t length) {
   // Our own descriptor: the original may be closed and its number reused.
   const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -89,11 +89,7 @@ void PoisonAbandoned(int fd, uint64_t address, uint64_t length) {
           "faultline: the pager thread of the region at 0x%llx ended without closing it; "
           "from now on an access to a page of it that is not resident gets SIGBUS\n",
           static_cast<unsigned long long>(address));
-  std::thread(Reap, own, address, length, nullptr).detach();
-}
-
-void ServePoisoning(int own_fd, uint64_t address, uint64_t length, Takeover* takeover) {
-  Reap(own_fd, address, length, takeover);
+  std::thread(ServePoisoning, own, address, length, nullptr).detach();
 }
 
 }  // namespace faultline

@@ -92,8 +92,9 @@ struct Takeover {
   std::vector<uint64_t> written;  // system-page addresses
 };
 
-// Answers faults on `own_fd` (which it closes) like PoisonAbandoned, on the
-// calling thread, until `takeover->stop`.
+// Answers faults on `own_fd` (which it closes) with poison, on the calling
+// thread: for ever (PoisonAbandoned's thread, `takeover` null) or until
+// `takeover->stop`.
 void ServePoisoning(int own_fd, uint64_t address, uint64_t length, Takeover* takeover);
 
 // ---- watchdog.cc ------------------------------------------------------------

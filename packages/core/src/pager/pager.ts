@@ -120,11 +120,11 @@ export class Pager {
 
   /** Called by the uffd watcher with decoded messages: [event, flags, address, arg] × count. */
   onMessages(count: number, messages: Float64Array): void {
-    if (count === -osConstants.errno.ETIMEDOUT && this.watchdog !== undefined) {
-      this.onStalled(this.watchdog.stallMs)
-      return
-    }
     if (count < 0) {
+      if (count === -osConstants.errno.ETIMEDOUT && this.watchdog !== undefined) {
+        this.onStalled(this.watchdog.stallMs)
+        return
+      }
       this.fatal(`reading the userfaultfd failed (errno ${-count}); faults can no longer be served`)
       return
     }
