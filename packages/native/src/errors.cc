@@ -43,15 +43,20 @@ constexpr ErrnoEntry kErrnoNames[] = {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 
+// Throwing uses raw N-API and ignores its failure: in a thread being
+// terminated (Worker.terminate() while it is inside one of our calls) the
+// throw itself fails, and node-addon-api's ThrowAsJavaScriptException then
+// aborts the whole process (napi_fatal_error). The thread is going away;
+// there is nobody left to throw to.
 void ThrowFormatted(Napi::Env env, bool range, const char* fn, const char* fmt, va_list ap) {
   char detail[256];
   vsnprintf(detail, sizeof detail, fmt, ap);
   char message[320];
   snprintf(message, sizeof message, "%s: %s", fn, detail);
   if (range) {
-    Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+    napi_throw_range_error(env, nullptr, message);
   } else {
-    Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+    napi_throw_type_error(env, nullptr, message);
   }
 }
 
@@ -90,13 +95,16 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
   char message[384];
   snprintf(message, sizeof message, "%s failed: %s (%s)", syscall, code, desc);
 
-  Napi::Error error = Napi::Error::New(env, message);
-  Napi::Object obj = error.Value();
-  obj.Set("name", Napi::String::New(env, "FaultlineNativeError"));
-  obj.Set("code", Napi::String::New(env, code));
-  obj.Set("errno", Napi::Number::New(env, err));
-  obj.Set("syscall", Napi::String::New(env, syscall));
-  error.ThrowAsJavaScriptException();
+  napi_value text, error, value;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &text) != napi_ok ||
+      napi_create_error(env, nullptr, text, &error) != napi_ok) {
+    return;  // see ThrowFormatted: a thread being torn down
+  }
+  if (napi_create_string_utf8(env, "FaultlineNativeError", NAPI_AUTO_LENGTH, &value) == napi_ok) napi_set_named_property(env, error, "name", value);
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &value) == napi_ok) napi_set_named_property(env, error, "code", value);
+  if (napi_create_int32(env, err, &value) == napi_ok) napi_set_named_property(env, error, "errno", value);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &value) == napi_ok) napi_set_named_property(env, error, "syscall", value);
+  napi_throw(env, error);
 }
 
 void ThrowType(Napi::Env env, const char* fn, const char* fmt, ...) {
