@@ -3,7 +3,7 @@
 // whose bytes past the read are stale, must come out the same.
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { RespParser, RedisReplyError, type RespReply } from '../../packages/backends/src/redis/resp-parser.js'
+import { RespParser, RespProtocolError, RedisReplyError, type RespReply } from '../../packages/backends/src/redis/resp-parser.js'
 
 const big = Buffer.alloc(70_000)
 for (let i = 0; i < big.length; i++) big[i] = i % 7 === 0 ? 10 : i % 7 === 1 ? 13 : i & 0xff
@@ -91,5 +91,18 @@ describe('RESP parser', () => {
     expect(bad('$\r\n')).toThrow(/empty number/)
     expect(bad('*2\r\n*1\r\n')).toThrow(/nested array/)
     expect(bad('+' + 'a'.repeat(70_000))).toThrow(/longer than/)
+  })
+
+  it('throws only RespProtocolError on bytes that are not RESP', () => {
+    // The page reader fails the connection on it; anything else would be a bug of the parser's own.
+    for (const text of ['?what\r\n', '$12x\r\n', '$\r\n', '*2\r\n*1\r\n', ':99999999999999999999\r\n']) {
+      let thrown: unknown
+      try {
+        new RespParser((n) => Buffer.alloc(n), () => undefined).feed(Buffer.from(text), text.length)
+      } catch (err) {
+        thrown = err
+      }
+      expect(thrown, JSON.stringify(text)).toBeInstanceOf(RespProtocolError)
+    }
   })
 })

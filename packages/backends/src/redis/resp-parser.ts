@@ -12,6 +12,11 @@ export class RedisReplyError extends Error {
   override readonly name = 'RedisReplyError'
 }
 
+/** Bytes that are not RESP (or not a reply a page read gets): the stream is out of step for good. */
+export class RespProtocolError extends Error {
+  override readonly name = 'RespProtocolError'
+}
+
 export type RespValue = Buffer | null | string | number | RedisReplyError
 export type RespReply = RespValue | RespValue[]
 
@@ -43,7 +48,7 @@ export class RespParser {
     private readonly onReply: (reply: RespReply) => void,
   ) {}
 
-  /** Parses `chunk[0, end)`. Throws on bytes that are not RESP; the stream is then unusable. */
+  /** Parses `chunk[0, end)`. Throws a RespProtocolError on bytes that are not RESP; the stream is then unusable. */
   feed(chunk: Buffer, end: number): void {
     let i = 0
     while (i < end) {
@@ -89,7 +94,7 @@ export class RespParser {
 
   private keep(chunk: Buffer, from: number, to: number): void {
     const needed = this.lineLength + (to - from)
-    if (needed > MAX_LINE) throw new Error(`a reply header longer than ${MAX_LINE} bytes: the stream is not RESP`)
+    if (needed > MAX_LINE) throw new RespProtocolError(`a reply header longer than ${MAX_LINE} bytes: the stream is not RESP`)
     if (needed > this.line.length) {
       const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.line.length))
       this.line.copy(grown, 0, 0, this.lineLength)
@@ -117,7 +122,7 @@ export class RespParser {
       case 0x2a: {
         // *<count>
         const count = integer(bytes, from + 1, to)
-        if (this.items !== undefined) throw new Error('a nested array in a reply: not a page read reply')
+        if (this.items !== undefined) throw new RespProtocolError('a nested array in a reply: not a page read reply')
         if (count < 0) return this.element(null)
         if (count === 0) return this.onReply([])
         this.items = []
@@ -131,7 +136,7 @@ export class RespParser {
       case 0x3a:
         return this.element(integer(bytes, from + 1, to))
       default:
-        throw new Error(`unexpected reply type byte ${type === undefined ? '(none)' : `0x${type.toString(16)}`}: the stream is not RESP`)
+        throw new RespProtocolError(`unexpected reply type byte ${type === undefined ? '(none)' : `0x${type.toString(16)}`}: the stream is not RESP`)
     }
   }
 
@@ -154,13 +159,13 @@ function integer(bytes: Buffer, from: number, to: number): number {
     negative = true
     i++
   }
-  if (i >= to) throw new Error('an empty number in a reply header: the stream is not RESP')
+  if (i >= to) throw new RespProtocolError('an empty number in a reply header: the stream is not RESP')
   let n = 0
   for (; i < to; i++) {
     const digit = bytes[i]! - 0x30
-    if (digit < 0 || digit > 9) throw new Error('a malformed number in a reply header: the stream is not RESP')
+    if (digit < 0 || digit > 9) throw new RespProtocolError('a malformed number in a reply header: the stream is not RESP')
     n = n * 10 + digit
   }
-  if (n > Number.MAX_SAFE_INTEGER) throw new Error('a number out of range in a reply header')
+  if (n > Number.MAX_SAFE_INTEGER) throw new RespProtocolError('a number out of range in a reply header')
   return negative ? -n : n
 }
