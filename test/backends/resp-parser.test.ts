@@ -93,6 +93,21 @@ describe('RESP parser', () => {
     expect(bad('+' + 'a'.repeat(70_000))).toThrow(/longer than/)
   })
 
+  it('refuses a bulk value not followed by CRLF, in one read or byte by byte', () => {
+    // Found by the fuzzer: a value with bytes missing took the next reply's
+    // bytes and came out the declared length, a page of the wrong bytes.
+    const stream = Buffer.from('$4\r\nAA\r\n$4\r\nBBBB\r\n')
+    for (const step of [stream.length, 1]) {
+      const replies: RespReply[] = []
+      const parser = new RespParser((n) => Buffer.alloc(n), (r) => replies.push(r))
+      expect(() => {
+        for (let at = 0; at < stream.length; at += step) parser.feed(stream.subarray(at, at + step), Math.min(step, stream.length - at))
+      }).toThrow(/not followed by CRLF/)
+      expect(replies).toEqual([])
+    }
+    expect(() => new RespParser((n) => Buffer.alloc(n), () => undefined).feed(Buffer.from('$0\r\n\n\r'), 7)).toThrow(RespProtocolError)
+  })
+
   it('throws only RespProtocolError on bytes that are not RESP', () => {
     // The page reader fails the connection on it; anything else would be a bug of the parser's own.
     for (const text of ['?what\r\n', '$12x\r\n', '$\r\n', '*2\r\n*1\r\n', ':99999999999999999999\r\n']) {

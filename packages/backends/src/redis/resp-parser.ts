@@ -33,7 +33,7 @@ export class RespParser {
   private value: Buffer | undefined
   private valueAt = 0
   private valueLeft = 0
-  /** Bytes of the CRLF after a bulk value still to skip. */
+  /** Bytes of the CRLF after a bulk value still to come. */
   private crlfLeft = 0
   /** The array being received, and its elements still to come. */
   private items: RespValue[] | undefined
@@ -60,9 +60,11 @@ export class RespParser {
         i += take
         if (this.valueLeft === 0) this.crlfLeft = 2
       } else if (this.crlfLeft > 0) {
-        const take = Math.min(this.crlfLeft, end - i)
-        this.crlfLeft -= take
-        i += take
+        // Checked, not skipped: a value whose length was wrong would otherwise
+        // come out the right length with the next reply's bytes in it.
+        if (chunk[i] !== (this.crlfLeft === 2 ? CR : LF)) throw new RespProtocolError('a bulk value not followed by CRLF: the stream is not RESP')
+        this.crlfLeft--
+        i++
         if (this.crlfLeft === 0) {
           const value = this.value!
           this.value = undefined
