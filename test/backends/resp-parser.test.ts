@@ -108,6 +108,24 @@ describe('RESP parser', () => {
     expect(() => new RespParser((n) => Buffer.alloc(n), () => undefined).feed(Buffer.from('$0\r\n\n\r'), 7)).toThrow(RespProtocolError)
   })
 
+  it('refuses header lines not ended by CRLF, and negative lengths other than -1', () => {
+    // Found by the fuzzer, which holds the parser to the protocol's CRLF:
+    // a bare LF was taken for a line end, a $-2 or *-5 for nil.
+    const outcome = (text: string): unknown[] | string => {
+      const replies: RespReply[] = []
+      try {
+        new RespParser((n) => Buffer.alloc(n), (r) => replies.push(r)).feed(Buffer.from(text), text.length)
+      } catch (err) {
+        return err instanceof RespProtocolError ? 'refused' : `threw ${String(err)}`
+      }
+      return replies
+    }
+    for (const text of ['+OK\n', ':1\n', '$2\nab\r\n', '*1\n$-1\r\n', '\n', '$-2\r\n', '*-5\r\n', '$-0\r\n', '*-\r\n', '$-1x\r\n']) {
+      expect(outcome(text), JSON.stringify(text)).toBe('refused')
+    }
+    expect(outcome('$-1\r\n*-1\r\n*1\r\n$-1\r\n')).toEqual([null, null, [null]])
+  })
+
   it('throws only RespProtocolError on bytes that are not RESP', () => {
     // The page reader fails the connection on it; anything else would be a bug of the parser's own.
     for (const text of ['?what\r\n', '$12x\r\n', '$\r\n', '*2\r\n*1\r\n', ':99999999999999999999\r\n']) {

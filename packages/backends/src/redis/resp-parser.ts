@@ -106,15 +106,16 @@ export class RespParser {
     this.lineLength = needed
   }
 
-  /** One header line, `bytes[from, lf)` where `lf` is the LF's index; the CR before it is dropped. */
+  /** One header line, `bytes[from, lf)` where `lf` is the LF's index; it must end in CR, which is dropped. */
   private header(bytes: Buffer, from: number, lf: number): void {
-    const to = lf > from && bytes[lf - 1] === CR ? lf - 1 : lf
-    const type = bytes[from]
+    if (lf === from || bytes[lf - 1] !== CR) throw new RespProtocolError('a reply header not ended by CRLF: the stream is not RESP')
+    const to = lf - 1
+    const type = to > from ? bytes[from] : undefined
     switch (type) {
       case 0x24: {
         // $<length>: a bulk string, or nil
-        const length = integer(bytes, from + 1, to)
-        if (length < 0) return this.element(null)
+        const length = lengthOf(bytes, from + 1, to)
+        if (length === -1) return this.element(null)
         this.value = this.allocate(length)
         this.valueAt = 0
         this.valueLeft = length
@@ -123,9 +124,9 @@ export class RespParser {
       }
       case 0x2a: {
         // *<count>
-        const count = integer(bytes, from + 1, to)
+        const count = lengthOf(bytes, from + 1, to)
         if (this.items !== undefined) throw new RespProtocolError('a nested array in a reply: not a page read reply')
-        if (count < 0) return this.element(null)
+        if (count === -1) return this.element(null)
         if (count === 0) return this.onReply([])
         this.items = []
         this.itemsLeft = count
@@ -151,6 +152,17 @@ export class RespParser {
       this.onReply(items)
     }
   }
+}
+
+/**
+ * A bulk length or an array count: -1 for nil, else digits. Any other
+ * negative is not RESP; taking it for nil would turn a corrupted length
+ * into an absent page.
+ */
+function lengthOf(bytes: Buffer, from: number, to: number): number {
+  if (bytes[from] !== 0x2d) return integer(bytes, from, to)
+  if (to - from === 2 && bytes[from + 1] === 0x31) return -1
+  throw new RespProtocolError('a negative length other than -1 in a reply header: the stream is not RESP')
 }
 
 /** A RESP integer from ASCII digits, with an optional minus sign. */
