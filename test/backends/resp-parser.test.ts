@@ -126,6 +126,18 @@ describe('RESP parser', () => {
     expect(outcome('$-1\r\n*-1\r\n*1\r\n$-1\r\n')).toEqual([null, null, [null]])
   })
 
+  it('refuses a bulk length past maxBulkLength before allocating for it', () => {
+    // Found by the fuzzer: a corrupted \$4294967296 had allocate() asked for 4 GiB.
+    const asked: number[] = []
+    const parser = (): RespParser => new RespParser((n) => (asked.push(n), Buffer.alloc(n)), () => undefined, { maxBulkLength: 10 })
+    expect(() => parser().feed(Buffer.from('$11\r\n'), 5)).toThrow(/past the 10 accepted/)
+    expect(() => parser().feed(Buffer.from('*1\r\n$9007199254740991\r\n'), 23)).toThrow(RespProtocolError)
+    expect(asked).toEqual([])
+    parser().feed(Buffer.from('$10\r\n'), 5)
+    expect(asked).toEqual([10])
+    expect(() => new RespParser((n) => Buffer.alloc(n), () => undefined).feed(Buffer.from('$536870913\r\n'), 12)).toThrow(RespProtocolError)
+  })
+
   it('throws only RespProtocolError on bytes that are not RESP', () => {
     // The page reader fails the connection on it; anything else would be a bug of the parser's own.
     for (const text of ['?what\r\n', '$12x\r\n', '$\r\n', '*2\r\n*1\r\n', ':99999999999999999999\r\n']) {

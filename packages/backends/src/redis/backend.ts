@@ -16,6 +16,7 @@ import { checkGeometry, createMeta, readMeta, type RegionMeta } from './metadata
 import { parseRedisOptions, type RedisBackendOptions, type RedisConfig } from './options.js'
 import { StandaloneIo } from './standalone.js'
 import { PageReader, PageReaderSlot, PageReaderSlots } from './page-reader.js'
+import { DEFAULT_MAX_BULK_LENGTH } from './resp-parser.js'
 import { resolveHost } from './resolve.js'
 import { ReadBufferPool } from '../read-buffers.js'
 
@@ -173,6 +174,8 @@ async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host
     connectTimeoutMs: config.connectTimeoutMs,
     commandTimeoutMs: config.commandTimeoutMs,
     allocate: (length) => (length === pool.pageSize ? pool.take() : Buffer.allocUnsafe(length)),
+    // Pages of up to 1 GiB need a server with proto-max-bulk-len raised; a value of another length is refused as ERR_BAD_PAGE later.
+    maxValueLength: Math.max(DEFAULT_MAX_BULK_LENGTH, pool.pageSize),
   }, signal)
 }
 

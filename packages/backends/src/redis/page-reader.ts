@@ -25,6 +25,8 @@ export interface PageReaderOptions {
   commandTimeoutMs: number
   /** A buffer for each bulk value of `length` bytes. */
   allocate: (length: number) => Buffer
+  /** The longest value taken from the server (default 512 MiB); a longer length breaks the connection. */
+  maxValueLength?: number
 }
 
 interface Pending {
@@ -45,11 +47,15 @@ export class PageReader {
   private failure: Error | undefined
 
   private constructor(private readonly options: PageReaderOptions) {
-    this.parser = new RespParser(options.allocate, (reply) => {
-      const next = this.pending.shift()
-      if (next !== undefined) next.resolve(reply)
-      else this.fail(new Error('Redis sent a reply to no command: the connection is out of step'))
-    })
+    this.parser = new RespParser(
+      options.allocate,
+      (reply) => {
+        const next = this.pending.shift()
+        if (next !== undefined) next.resolve(reply)
+        else this.fail(new Error('Redis sent a reply to no command: the connection is out of step'))
+      },
+      { maxBulkLength: options.maxValueLength },
+    )
   }
 
   /**

@@ -22,6 +22,13 @@ export type RespReply = RespValue | RespValue[]
 
 /** The longest header line accepted (error messages included): a longer one means the stream is not RESP. */
 const MAX_LINE = 64 * 1024
+/** Redis's own default limit on a bulk string (proto-max-bulk-len). */
+export const DEFAULT_MAX_BULK_LENGTH = 512 * 2 ** 20
+
+export interface RespParserOptions {
+  /** The longest bulk value accepted: a longer length is refused before anything is allocated for it. */
+  maxBulkLength?: number
+}
 const CR = 13
 const LF = 10
 
@@ -39,6 +46,8 @@ export class RespParser {
   private items: RespValue[] | undefined
   private itemsLeft = 0
 
+  private readonly maxBulkLength: number
+
   /**
    * @param allocate a buffer for a bulk value of `length` bytes, exactly that long.
    * @param onReply called with each complete top-level reply, in order.
@@ -46,7 +55,10 @@ export class RespParser {
   constructor(
     private readonly allocate: (length: number) => Buffer,
     private readonly onReply: (reply: RespReply) => void,
-  ) {}
+    options: RespParserOptions = {},
+  ) {
+    this.maxBulkLength = options.maxBulkLength ?? DEFAULT_MAX_BULK_LENGTH
+  }
 
   /** Parses `chunk[0, end)`. Throws a RespProtocolError on bytes that are not RESP; the stream is then unusable. */
   feed(chunk: Buffer, end: number): void {
@@ -116,6 +128,8 @@ export class RespParser {
         // $<length>: a bulk string, or nil
         const length = lengthOf(bytes, from + 1, to)
         if (length === -1) return this.element(null)
+        // A corrupted length must not cost gigabytes of address space (and a wait for them).
+        if (length > this.maxBulkLength) throw new RespProtocolError(`a bulk length of ${length} bytes, past the ${this.maxBulkLength} accepted: the stream is not RESP`)
         this.value = this.allocate(length)
         this.valueAt = 0
         this.valueLeft = length
