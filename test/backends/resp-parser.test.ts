@@ -93,6 +93,26 @@ describe('RESP parser', () => {
     expect(bad('+' + 'a'.repeat(70_000))).toThrow(/longer than/)
   })
 
+  it('holds a header line to 64 KiB whether or not it came in one read', () => {
+    // Found by the fuzzer: the limit was checked only on a line kept across reads.
+    // 64 KiB before the LF ('+', the text, CR) is the most accepted.
+    const line = (text: number): Buffer => Buffer.from(`+${'a'.repeat(text)}\r\n`)
+    for (const [bytes, ok] of [[line(64 * 1024 - 1), false], [line(64 * 1024 - 2), true]] as const) {
+      for (const cut of [0, 1000]) {
+        const replies: RespReply[] = []
+        const parser = new RespParser((n) => Buffer.alloc(n), (r) => replies.push(r))
+        const feed = (): void => {
+          if (cut > 0) parser.feed(bytes.subarray(0, cut), cut)
+          parser.feed(bytes.subarray(cut), bytes.length - cut)
+        }
+        if (ok) {
+          feed()
+          expect(replies, `cut at ${cut}`).toHaveLength(1)
+        } else expect(feed, `cut at ${cut}`).toThrow(/longer than 65536 bytes/)
+      }
+    }
+  })
+
   it('refuses a bulk value not followed by CRLF, in one read or byte by byte', () => {
     // Found by the fuzzer: a value with bytes missing took the next reply's
     // bytes and came out the declared length, a page of the wrong bytes.

@@ -90,6 +90,8 @@ export class RespParser {
           return
         }
         if (this.lineLength === 0) {
+          // The same limit as for a line that spans reads: how the stream is cut must not change the outcome.
+          if (lf - i > MAX_LINE) throw tooLong()
           this.header(chunk, i, lf)
         } else {
           this.keep(chunk, i, lf)
@@ -108,7 +110,7 @@ export class RespParser {
 
   private keep(chunk: Buffer, from: number, to: number): void {
     const needed = this.lineLength + (to - from)
-    if (needed > MAX_LINE) throw new RespProtocolError(`a reply header longer than ${MAX_LINE} bytes: the stream is not RESP`)
+    if (needed > MAX_LINE) throw tooLong()
     if (needed > this.line.length) {
       const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.line.length))
       this.line.copy(grown, 0, 0, this.lineLength)
@@ -166,6 +168,10 @@ export class RespParser {
       this.onReply(items)
     }
   }
+}
+
+function tooLong(): RespProtocolError {
+  return new RespProtocolError(`a reply header longer than ${MAX_LINE} bytes: the stream is not RESP`)
 }
 
 /**
