@@ -17,6 +17,8 @@ export interface Budget {
   cases: number
   /** Wall-clock cap of a `pnpm test` run, in case a slow machine cannot fit the cases. */
   seconds: number
+  /** The cases cover the whole input space (every offset of every corpus file): a long run does not repeat them. */
+  exhaustive?: boolean
 }
 
 export interface RunSummary {
@@ -61,8 +63,9 @@ export async function runCases(name: string, budget: Budget, run: (rng: Rng, ind
   const seed = fuzzSeed()
   const long = longRunSeconds()
   const only = onlyCase()
-  const cases = only !== undefined ? 1 : long !== undefined ? Infinity : budget.cases
-  const deadline = performance.now() + (long ?? budget.seconds) * 1000
+  const open = long !== undefined && budget.exhaustive !== true
+  const cases = only !== undefined ? 1 : open ? Infinity : budget.cases
+  const deadline = performance.now() + (open ? long : budget.seconds) * 1000
   const started = performance.now()
   const salt = nameHash(name)
   let n = 0
@@ -81,7 +84,7 @@ export async function runCases(name: string, budget: Budget, run: (rng: Rng, ind
     }
   }
   const ms = Math.round(performance.now() - started)
-  const capped = n < cases && only === undefined && long === undefined ? ` (stopped at the ${budget.seconds} s cap before ${budget.cases})` : ''
+  const capped = n < cases && only === undefined && !open ? ` (stopped at the ${budget.seconds} s cap before ${budget.cases})` : ''
   console.log(`fuzz ${name}: ${n} case(s) in ${ms} ms, seed ${seed}${capped}`)
   return { cases: n, ms }
 }
