@@ -79,6 +79,20 @@ export async function readBodyInto(res: IncomingMessage, into: Uint8Array): Prom
   if (at !== into.byteLength) throw new Error(`the body ended after ${at} of ${into.byteLength} bytes`)
 }
 
+/**
+ * Why a 206's body is not the range's bytes as they are in the file, if it
+ * is not: a Content-Encoding (its Content-Range counts encoded bytes), a
+ * transfer coding node:http does not undo, or a multipart body.
+ */
+export function notPlainBytes(res: IncomingMessage): string | undefined {
+  const encoding = res.headers['content-encoding']?.trim().toLowerCase()
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') return `its body is encoded (Content-Encoding: ${encoding}), although identity was asked for`
+  const transfer = res.headers['transfer-encoding']
+  if (transfer !== undefined && transfer.split(',').some((c) => !['chunked', 'identity', ''].includes(c.trim().toLowerCase()))) return `its body has a transfer coding other than chunked (Transfer-Encoding: ${transfer})`
+  if (/^\s*multipart\//i.test(res.headers['content-type'] ?? '')) return `its body is multipart (Content-Type: ${res.headers['content-type']}), not the bytes of one range`
+  return undefined
+}
+
 // Content-Range "bytes a-b/total" (total may be "*"), or "bytes */total" on a 416.
 export function parseContentRange(value: string | undefined): { start: number; end: number; total: number | undefined } | { unsatisfied: number } | undefined {
   if (value === undefined) return undefined

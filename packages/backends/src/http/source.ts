@@ -5,7 +5,7 @@ import type { Agents } from '../net/agents.js'
 import type { RangeSource } from '../remote/range-backend.js'
 import { ObjectChanged, type ObjectVersion } from '../remote/version.js'
 import type { HttpConfig } from './options.js'
-import { parseContentRange, rangeGet, readBodyInto } from './request.js'
+import { notPlainBytes, parseContentRange, rangeGet, readBodyInto } from './request.js'
 
 export class HttpRangeSource implements RangeSource {
   readonly name: string
@@ -30,6 +30,9 @@ export class HttpRangeSource implements RangeSource {
       if (range === undefined || !('start' in range) || range.total === undefined) {
         throw this.error(`answered "Range: bytes=0-0" with Content-Range ${JSON.stringify(res.headers['content-range'] ?? null)}: the file's length is unknown, so it cannot be mapped`)
       }
+      // Its ranges would count bytes of another representation than the file's.
+      const why = notPlainBytes(res)
+      if (why !== undefined) throw this.error(`answered "Range: bytes=0-0", but ${why}`)
       return versionOf(res, range.total)
     }
     if (status === 416) {
@@ -52,6 +55,11 @@ export class HttpRangeSource implements RangeSource {
       if (range === undefined || !('start' in range) || range.start !== start || range.end !== end - 1 || range.total === undefined) {
         res.destroy()
         throw this.error(`answered a request for ${what} with Content-Range ${JSON.stringify(res.headers['content-range'] ?? null)}`)
+      }
+      const why = notPlainBytes(res)
+      if (why !== undefined) {
+        res.destroy()
+        throw this.error(`answered a request for ${what}, but ${why}`)
       }
       try {
         check(versionOf(res, range.total))
