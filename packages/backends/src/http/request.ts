@@ -93,11 +93,20 @@ export function notPlainBytes(res: IncomingMessage): string | undefined {
   return undefined
 }
 
-// Content-Range "bytes a-b/total" (total may be "*"), or "bytes */total" on a 416.
+// Content-Range "bytes a-b/total" (total may be "*"), or "bytes */total" on
+// a 416. Undefined when it is malformed: a number past 2^53 − 1 (as a JS
+// number it could equal its neighbour), or a range that is backwards or
+// does not fit in its total.
 export function parseContentRange(value: string | undefined): { start: number; end: number; total: number | undefined } | { unsatisfied: number } | undefined {
   if (value === undefined) return undefined
   const m = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(value.trim())
-  if (m) return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) }
+  if (m) {
+    const [start, end] = [Number(m[1]), Number(m[2])]
+    const total = m[3] === '*' ? undefined : Number(m[3])
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || (total !== undefined && !Number.isSafeInteger(total))) return undefined
+    if (end < start || (total !== undefined && end >= total)) return undefined
+    return { start, end, total }
+  }
   const u = /^bytes\s+\*\/(\d+)$/i.exec(value.trim())
-  return u ? { unsatisfied: Number(u[1]) } : undefined
+  return u && Number.isSafeInteger(Number(u[1])) ? { unsatisfied: Number(u[1]) } : undefined
 }
