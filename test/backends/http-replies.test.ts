@@ -13,10 +13,15 @@ const object = Buffer.alloc(2 * PAGE, 'faultline ')
 /** Headers the next replies carry, on the probe, on page reads, or both. */
 let extra: { probe: string[]; read: string[] } = { probe: [], read: [] }
 let total = String(object.length)
+// When set, the probe is answered 416 with Content-Range "bytes */<this>".
+let unsatisfied: string | undefined
 
 function answer(request: PeerRequest): ReturnType<Parameters<typeof FuzzPeer.start>[0]> {
   const m = /^bytes=(\d+)-(\d+)$/.exec(request.headers.range ?? '')!
   const [start, end] = [Number(m[1]), Number(m[2])]
+  if (unsatisfied !== undefined && start === 0 && end === 0) {
+    return { bytes: Buffer.from(`HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */${unsatisfied}\r\nContent-Length: 0\r\n\r\n`), cuts: [], after: 'keep', pollutes: false }
+  }
   const body = object.subarray(start, end + 1)
   const headers = start === 0 && end === 0 ? extra.probe : extra.read
   const coding = headers.find((h) => /^transfer-encoding/i.test(h))
@@ -70,6 +75,23 @@ describe('http backend: replies that are not the bytes of the range as they are 
     const backend = await open()
     expect(backend.info.size).toBe(object.length)
     await backend.close()
+  })
+
+  it('opens a 416 to bytes=0-0 as an empty file only if it says the file is empty', async () => {
+    // Found by the fuzzer: "bytes */8192" on a 416 to bytes=0-0 opened a file of 8192 bytes without a byte 0.
+    extra = { probe: [], read: [] }
+    try {
+      unsatisfied = '8192'
+      const err = await rejection(open())
+      expect(err.code).toBe('ERR_BACKEND')
+      expect(err.message).toMatch(/contradicts itself/)
+      unsatisfied = '0'
+      const backend = await open()
+      expect(backend.info.size).toBe(0)
+      await backend.close()
+    } finally {
+      unsatisfied = undefined
+    }
   })
 
   it('reads what says it is identity, chunked or not', async () => {

@@ -39,7 +39,10 @@ export class HttpRangeSource implements RangeSource {
       // Only an empty file has no first byte.
       const range = parseContentRange(res.headers['content-range'])
       res.resume()
-      if (range !== undefined && 'unsatisfied' in range) return versionOf(res, range.unsatisfied)
+      if (range !== undefined && 'unsatisfied' in range) {
+        if (range.unsatisfied === 0) return versionOf(res, 0)
+        throw this.error(`answered "Range: bytes=0-0" with 416 and Content-Range ${JSON.stringify(res.headers['content-range'])}: a file of ${range.unsatisfied} bytes has a byte 0, so the reply contradicts itself`)
+      }
     }
     res.resume()
     if (status === 200) throw this.ignoresRanges()
