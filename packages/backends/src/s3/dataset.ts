@@ -24,13 +24,19 @@ export class S3RangeSource implements RangeSource {
 
   /** The object's current version, or undefined when there is no such object. */
   async head(): Promise<ObjectVersion | undefined> {
+    let head
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: this.config.key }))
-      return { etag: head.ETag || undefined, lastModified: head.LastModified?.toUTCString(), size: head.ContentLength ?? 0 }
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: this.config.key }))
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw s3Error(this.name, 'HeadObject', err)
     }
+    // No length is not length 0: every page would read as zeros. Past 2^53 − 1 a JS number cannot hold it exactly.
+    const size = head.ContentLength
+    if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
+      throw s3Error(this.name, 'HeadObject', new Error(`the reply has no usable Content-Length (${String(size)}), so the object's length is unknown`))
+    }
+    return { etag: head.ETag || undefined, lastModified: head.LastModified?.toUTCString(), size }
   }
 
   async fetch(start: number, end: number, into: Uint8Array, check: (seen: ObjectVersion) => void): Promise<void> {
