@@ -58,4 +58,23 @@ describe('s3 dataset mode: replies S3 never sends', () => {
     expect(Buffer.from(page!).equals(object.subarray(PAGE))).toBe(true)
     await backend.close()
   })
+
+  it('takes a ranged GetObject only from a 206', async () => {
+    // Found by the fuzzer: a 200 (or 201, 299) with the right Content-Range was read as the range.
+    const backend = await open()
+    try {
+      for (const status of ['200 OK', '201 Created', '299 Fuzzed']) {
+        getStatus = status
+        const err = await rejection(backend.read([0]))
+        expect(err.code, status).toBe('ERR_BACKEND')
+        expect(err.message).toMatch(/not that range \(HTTP 2\d\d/)
+      }
+      getStatus = '206 Partial Content'
+      const [page] = await backend.read([0])
+      expect(Buffer.from(page!).equals(object.subarray(0, PAGE))).toBe(true)
+    } finally {
+      getStatus = '206 Partial Content'
+      await backend.close()
+    }
+  })
 })

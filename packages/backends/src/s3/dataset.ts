@@ -51,9 +51,11 @@ export class S3RangeSource implements RangeSource {
     }
     const body = res.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined
     const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.ContentRange ?? '')
-    if (body === undefined || range === null || Number(range[1]) !== start || Number(range[2]) !== end - 1) {
+    // Only a 206 is a range: a 200 (or any other success) with a Content-Range contradicts itself.
+    const status = res.$metadata.httpStatusCode
+    if (body === undefined || status !== 206 || range === null || Number(range[1]) !== start || Number(range[2]) !== end - 1) {
       body?.destroy?.()
-      throw s3Error(this.name, `GetObject ${what}`, new Error(`the response is not that range (Content-Range ${JSON.stringify(res.ContentRange ?? null)})`))
+      throw s3Error(this.name, `GetObject ${what}`, new Error(`the response is not that range (HTTP ${String(status)}, Content-Range ${JSON.stringify(res.ContentRange ?? null)})`))
     }
     try {
       check({ etag: res.ETag || undefined, lastModified: res.LastModified?.toUTCString(), size: Number(range[3]) })
