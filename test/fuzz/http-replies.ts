@@ -67,6 +67,7 @@ interface Draft {
   /** Send only this many bytes of the reply. */
   cut?: number
   after: PeerAnswer['after']
+  dialect: ReplyContext['dialect']
   /** The expectation of the unmutated reply (a 416 may be honest, or not), and its status. */
   base: Expect
   honestStatus: number
@@ -76,6 +77,13 @@ interface Draft {
 }
 
 export interface ReplyContext {
+  /**
+   * Whose replies: an HTTP server's for the http backend, or S3's for the
+   * SDK, which follows no redirects, takes a content coding for the
+   * object's metadata (S3 stores the bytes as they were put) and gets
+   * errors as XML documents.
+   */
+  dialect: 'http' | 's3'
   /** Paths of redirects stay under this prefix, so their requests are told apart by backend. */
   pathPrefix: string
   origin: string
@@ -85,6 +93,7 @@ export interface ReplyContext {
 
 export function buildReply(rng: Rng, truth: Truth, request: PeerRequest, ctx: ReplyContext): Built {
   const d = honest(rng, truth, request)
+  d.dialect = ctx.dialect
   if (rng.chance(0.35)) honestVariation(rng, d)
   else {
     for (let n = rng.range(1, 2); n > 0; n--) rng.weighted(MUTATIONS)(rng, d, truth, request, ctx)
@@ -109,6 +118,7 @@ function honest(rng: Rng, truth: Truth, request: PeerRequest): Draft {
     framing: 'length',
     informational: [],
     after: 'keep',
+    dialect: 'http',
     base: 'ok',
     honestStatus: 206,
     verdicts: new Map(),
@@ -225,6 +235,10 @@ function status(rng: Rng, d: Draft, truth: Truth): void {
   d.reason = 'Fuzzed'
   if (code === 200 && rng.chance(0.5)) d.body = truth.object
   if (code === 204 || code === 304) d.body = Buffer.alloc(0)
+  else if (d.dialect === 's3' && code >= 300) {
+    d.body = s3ErrorDocument(rng)
+    setHeader(d, 'Content-Type', 'application/xml')
+  }
   fail(d, 'status', `status ${code}`)
 }
 
@@ -245,7 +259,8 @@ function redirect(rng: Rng, d: Draft, truth: Truth, request: PeerRequest, ctx: R
   }[where]
   setHeader(d, 'Location', location)
   const what = `redirect ${d.status} to ${where} ${JSON.stringify(location ?? null)}`
-  if (where === 'relative' || where === 'absolute' || where === 'scheme-relative') judge(d, 'status', { v: 'redirect' }, what)
+  if (d.dialect === 's3') fail(d, 'status', `${what}, which the S3 SDK does not follow`)
+  else if (where === 'relative' || where === 'absolute' || where === 'scheme-relative') judge(d, 'status', { v: 'redirect' }, what)
   else fail(d, 'status', what)
 }
 
@@ -369,6 +384,7 @@ function chunk(rng: Rng, d: Draft): void {
   d.framing = 'chunked'
   d.contentLength = undefined
   d.verdicts.delete('length')
+  d.verdicts.delete('framing')
   const sizes: number[] = []
   for (let left = d.body.length; left > 0; ) {
     const size = Math.min(left, rng.range(1, rng.pick([7, 512, 5000, 70_000])))
@@ -434,6 +450,12 @@ function versionHeaders(rng: Rng, d: Draft, truth: Truth): void {
 
 function encodings(rng: Rng, d: Draft): void {
   const kind = rng.pick(['gzip', 'br', 'deflate', 'x-custom', 'identity', 'gzip, chunked', 'multipart'] as const)
+  if (d.dialect === 's3' && kind !== 'gzip, chunked') {
+    // Metadata of an S3 object, whose bytes are what was put.
+    if (kind === 'multipart') setHeader(d, 'Content-Type', 'multipart/byteranges; boundary=fuzz')
+    else setHeader(d, 'Content-Encoding', kind)
+    return either(d, kind === 'multipart' ? 'content-type' : 'content-encoding', `S3 object metadata: ${kind}`)
+  }
   if (kind === 'identity') {
     setHeader(d, 'Content-Encoding', 'identity')
     return fine(d, 'content-encoding', 'Content-Encoding: identity')
@@ -441,6 +463,8 @@ function encodings(rng: Rng, d: Draft): void {
   if (kind === 'gzip, chunked') {
     chunk(rng, d)
     d.headers.push(['Transfer-Encoding', 'gzip'])
+    // The SDK's output does not show transfer codings: nothing S3 sends, and nothing the S3 backend can check.
+    if (d.dialect === 's3') return either(d, 'transfer-coding', 'Transfer-Encoding: gzip, chunked')
     return fail(d, 'transfer-coding', 'Transfer-Encoding: gzip, chunked')
   }
   if (kind === 'multipart') {
@@ -468,6 +492,25 @@ function connectionGames(rng: Rng, d: Draft): void {
   fail(d, 'connection', kind)
 }
 
+/** An S3 error body: a well-formed <Error>, or one broken in the ways an XML parser trips on. */
+export function s3ErrorDocument(rng: Rng): Buffer {
+  const code = rng.pick(['NoSuchKey', 'InvalidRange', 'AccessDenied', 'InternalError', 'SlowDown', 'NoSuchBucket', 'PreconditionFailed', ''])
+  const good = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>fuzzed</Message><RequestId>r</RequestId></Error>`
+  const kind = rng.pick(['good', 'truncated', 'html', 'empty', 'bytes', 'nested', 'entity', 'huge message', 'no code'] as const)
+  const text = {
+    good,
+    truncated: good.slice(0, rng.int(good.length)),
+    html: '<html><body>502 Bad Gateway</body></html>',
+    empty: '',
+    bytes: rng.bytes(rng.range(1, 64)).toString('latin1'),
+    nested: '<Error>'.repeat(2000),
+    entity: `<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x "${'x'.repeat(100)}"><!ENTITY y "&x;&x;&x;&x;">]><Error><Code>&y;</Code></Error>`,
+    'huge message': `<Error><Code>${code}</Code><Message>${'m'.repeat(100_000)}</Message></Error>`,
+    'no code': '<Error><Message>no code</Message></Error>',
+  }[kind]
+  return Buffer.from(text, 'latin1')
+}
+
 /** A header value with bytes changed, inserted or deleted: never CR or LF, never empty. */
 function garbleText(rng: Rng, text: string): string {
   const bytes = [...Buffer.from(text, 'latin1')]
@@ -484,6 +527,11 @@ function garbleText(rng: Rng, text: string): string {
 }
 
 function finish(rng: Rng, d: Draft): Built {
+  // Closing a kept-alive connection unannounced races the client's next
+  // request on it. The http backend sends that request again (getFresh);
+  // the S3 SDK only if it has attempts left, and the fuzzer mostly gives it one.
+  const announced = d.version === 'HTTP/1.0' || /close/i.test(header(d, 'Connection') ?? '')
+  if (d.dialect === 's3' && d.after !== 'keep' && !announced && !d.verdicts.has('connection')) either(d, 'connection', 'the connection closed unannounced')
   const lines = [`${d.version} ${d.status} ${d.reason}`, ...d.headers.map(([n, v]) => `${n}: ${v}`)]
   if (d.framing === 'length') for (const v of d.contentLength ?? [String(d.body.length)]) lines.push(`Content-Length: ${v}`)
   if (d.framing === 'chunked') {
