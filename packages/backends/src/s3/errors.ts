@@ -14,11 +14,13 @@ export function statusOf(err: unknown): number | undefined {
 
 /**
  * NoSuchKey from GET, NotFound from HEAD (which has no body to say more): the
- * object is not there. Not NoSuchBucket, also a 404, which must surface.
+ * object is not there. Not NoSuchBucket, also a 404, which must surface. Only
+ * with status 404: the SDK names an error after the Code in its body, and a
+ * 500 or 403 whose body says NoSuchKey is a failure, not an absent page.
  */
 export function isNotFound(err: unknown): boolean {
   const e = err as SdkError | undefined
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound'
+  return (e?.name === 'NoSuchKey' || e?.name === 'NotFound') && statusOf(err) === 404
 }
 
 export function s3Error(name: string, operation: string, err: unknown): FaultlineError {
