@@ -494,6 +494,11 @@ function connectionGames(rng: Rng, d: Draft): void {
 
 /** An S3 error body: a well-formed <Error>, or one broken in the ways an XML parser trips on. */
 export function s3ErrorDocument(rng: Rng): Buffer {
+  return s3Error(rng).body
+}
+
+/** An S3 error body, and the Code it says if it is a well-formed <Error>. */
+export function s3Error(rng: Rng): { body: Buffer; code: string | undefined } {
   const code = rng.pick(['NoSuchKey', 'InvalidRange', 'AccessDenied', 'InternalError', 'SlowDown', 'NoSuchBucket', 'PreconditionFailed', ''])
   const good = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>fuzzed</Message><RequestId>r</RequestId></Error>`
   const kind = rng.pick(['good', 'truncated', 'html', 'empty', 'bytes', 'nested', 'entity', 'huge message', 'no code'] as const)
@@ -508,7 +513,7 @@ export function s3ErrorDocument(rng: Rng): Buffer {
     'huge message': `<Error><Code>${code}</Code><Message>${'m'.repeat(100_000)}</Message></Error>`,
     'no code': '<Error><Message>no code</Message></Error>',
   }[kind]
-  return Buffer.from(text, 'latin1')
+  return { body: Buffer.from(text, 'latin1'), code: kind === 'good' || kind === 'huge message' ? code : undefined }
 }
 
 /** A header value with bytes changed, inserted or deleted: never CR or LF, never empty. */

@@ -6,7 +6,7 @@
  * http-replies.ts in its S3 dialect.
  */
 import type { PeerRequest } from './http-peer.js'
-import { s3ErrorDocument, type Built, type Expect, type Truth } from './http-replies.js'
+import { s3Error, s3ErrorDocument, type Built, type Expect, type Truth } from './http-replies.js'
 import type { Rng } from './rng.js'
 
 export function headReply(rng: Rng, truth: Truth, request: PeerRequest): Built {
@@ -90,4 +90,138 @@ export function headReply(rng: Rng, truth: Truth, request: PeerRequest): Built {
   const expect: Expect = verdicts.has('raw') ? 'either' : all.includes('fail') ? 'fail' : all.includes('either') ? 'either' : 'ok'
   const pollutes = after === 'keep' && expect !== 'ok'
   return { answer: { bytes, cuts, after, pollutes }, expect: { read: expect, probe: expect, 'read after a lie': expect }, what }
+}
+
+/** A page store for the pages-mode fuzzer: pages present (their bytes) or absent, and its metadata. */
+export interface Store {
+  pageSize: number
+  size: number
+  pages: Array<Buffer | undefined>
+}
+
+/** A reply with one verdict per aspect, as headReply makes them. */
+function verdictOf(verdicts: Map<string, Expect>): Expect {
+  const all = [...verdicts.values()]
+  return verdicts.has('raw') ? 'either' : all.includes('fail') ? 'fail' : all.includes('either') ? 'either' : 'ok'
+}
+
+function answer(status: string, headers: Array<[string, string]>, body: Buffer, after: Built['answer']['after'], cut?: number): Built['answer'] {
+  const bytes = Buffer.concat([Buffer.from(`HTTP/1.1 ${status}\r\n${headers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`, 'latin1'), body])
+  return { bytes: cut === undefined ? bytes : bytes.subarray(0, Math.max(0, bytes.length - cut)), cuts: [], after, pollutes: false }
+}
+
+const xmlHeaders = (body: Buffer): Array<[string, string]> => [['Content-Type', 'application/xml'], ['Content-Length', String(body.length)]]
+
+/** GetObject of `<prefix>/faultline.json`: the store's geometry, or something else. */
+export function metadataReply(rng: Rng, store: Store): Built {
+  const meta: Record<string, unknown> = { format: 'faultline-pages', version: 1, size: store.size, pageSize: store.pageSize, createdAt: '2020-01-01T00:00:00.000Z' }
+  const verdicts = new Map<string, Expect>()
+  const what: string[] = []
+  let status = '200 OK'
+  let text: string | undefined
+  let after: Built['answer']['after'] = 'keep'
+  let cut: number | undefined
+  for (let n = rng.chance(0.5) ? 0 : rng.range(1, 2); n > 0; n--) {
+    const kind = rng.pick(['page size', 'size lies', 'size bad', 'format', 'version', 'not json', 'truncated', 'status', 'not found'] as const)
+    what.push(kind)
+    if (kind === 'page size') {
+      meta.pageSize = rng.pick([store.pageSize * 2, store.pageSize / 2, 0, -1, 'x'])
+      verdicts.set('geometry', 'fail')
+    } else if (kind === 'size lies') {
+      meta.size = store.size + rng.pick([-1, 1, store.pageSize])
+      verdicts.set('size', 'either')
+    } else if (kind === 'size bad') {
+      meta.size = rng.pick([0, -1, 1.5, '12', null, 2 ** 60])
+      verdicts.set('size', 'fail')
+    } else if (kind === 'format') {
+      meta.format = rng.pick(['faultline', '', 7])
+      verdicts.set('format', 'fail')
+    } else if (kind === 'version') {
+      meta.version = rng.pick([2, '1', null])
+      verdicts.set('format', 'fail')
+    } else if (kind === 'not json') {
+      text = rng.pick(['', '{', 'null', '[]', '"x"', '{"format":"faultline-pages"', rng.bytes(20).toString('latin1')])
+      verdicts.set('json', 'fail')
+    } else if (kind === 'truncated') {
+      cut = rng.range(1, 20)
+      after = rng.pick(['end', 'reset'] as const)
+      verdicts.set('connection', 'fail')
+    } else {
+      status = kind === 'not found' ? '404 Not Found' : rng.pick(['403 Forbidden', '500 Internal Server Error', '503 Slow Down'])
+      verdicts.set('status', 'fail')
+    }
+  }
+  const body = status.startsWith('200') ? Buffer.from(text ?? JSON.stringify(meta)) : s3ErrorDocument(rng)
+  const headers: Array<[string, string]> = status.startsWith('200') ? [['Content-Type', 'application/json'], ['Content-Length', String(body.length)]] : xmlHeaders(body)
+  const expect = verdictOf(verdicts)
+  return { answer: answer(status, headers, body, after, cut), expect: { read: expect, probe: expect, 'read after a lie': expect }, what }
+}
+
+/** GetObject of one page: its bytes (exactly a page), a 404 if it is absent, or something broken. */
+export function pageReply(rng: Rng, store: Store, index: number): Built {
+  const page = store.pages[index]
+  const verdicts = new Map<string, Expect>()
+  const what: string[] = []
+  let status = page === undefined ? '404 Not Found' : '200 OK'
+  const missing = s3Error(rng)
+  let body: Buffer = page ?? missing.body
+  let headers: Array<[string, string]> = page === undefined ? xmlHeaders(body) : [['Content-Type', 'application/octet-stream'], ['ETag', '"p"'], ['Content-Length', String(body.length)]]
+  if (page === undefined && missing.code !== 'NoSuchKey') {
+    // A 404 whose body does not say NoSuchKey in good XML: absent, or an error; never a page.
+    verdicts.set('status', 'either')
+  }
+  let after: Built['answer']['after'] = 'keep'
+  let cut: number | undefined
+  const length = (value: string | undefined): void => {
+    headers = headers.filter(([n]) => n !== 'Content-Length')
+    if (value !== undefined) headers.push(['Content-Length', value])
+  }
+  for (let n = rng.chance(0.5) || page === undefined ? 0 : rng.range(1, 2); n > 0; n--) {
+    const kind = rng.pick(['length other', 'length none', 'truncated', 'longer', 'status', '206', 'extra', 'raw'] as const)
+    what.push(kind)
+    if (kind === 'length other') {
+      // The stored object is another size: refused unread (ERR_BAD_PAGE).
+      body = body.subarray(0, rng.int(body.length))
+      length(String(body.length))
+      verdicts.set('length', 'fail')
+    } else if (kind === 'length none') {
+      length(undefined)
+      after = 'end'
+      verdicts.set('length', 'either')
+    } else if (kind === 'truncated') {
+      cut = rng.range(1, body.length)
+      after = rng.pick(['end', 'reset'] as const)
+      verdicts.set('body', 'fail')
+    } else if (kind === 'longer') {
+      length(String(body.length + rng.range(1, 100)))
+      after = 'end'
+      verdicts.set('length', 'fail')
+    } else if (kind === 'status') {
+      status = rng.pick(['403 Forbidden', '500 Internal Server Error', '503 Slow Down', '400 Bad Request'])
+      body = s3ErrorDocument(rng)
+      headers = xmlHeaders(body)
+      verdicts.set('status', 'fail')
+    } else if (kind === '206') {
+      status = '206 Partial Content'
+      headers.push(['Content-Range', `bytes 0-${body.length - 1}/${body.length}`])
+      verdicts.set('status', 'either')
+    } else if (kind === 'extra') {
+      body = Buffer.concat([body, Buffer.from('junk')])
+      verdicts.set('extra', 'either')
+    } else {
+      verdicts.set('raw', 'either')
+      after = 'end'
+    }
+  }
+  let built = answer(status, headers, body, after, cut)
+  if (verdicts.has('raw')) {
+    // One byte of the head, never into CR or LF, never one of them.
+    const head = built.bytes.indexOf('\r\n\r\n')
+    const at = rng.int(Math.max(1, head))
+    if (built.bytes[at] !== 0x0d && built.bytes[at] !== 0x0a) built.bytes[at] = rng.pick([0x00, 0x20, 0x3a, 0x30, 0x7f, 0xff])
+  }
+  // Junk past the framing is left on a kept connection for the next reply to trip on.
+  if (verdicts.has('extra') && after === 'keep') built = { ...built, pollutes: true }
+  const expect = verdictOf(verdicts)
+  return { answer: built, expect: { read: expect, probe: expect, 'read after a lie': expect }, what }
 }
