@@ -537,6 +537,8 @@ function finish(rng: Rng, d: Draft): Built {
   // the S3 SDK only if it has attempts left, and the fuzzer mostly gives it one.
   const announced = d.version === 'HTTP/1.0' || /close/i.test(header(d, 'Connection') ?? '')
   if (d.dialect === 's3' && d.after !== 'keep' && !announced && !d.verdicts.has('connection')) either(d, 'connection', 'the connection closed unannounced')
+  // A reset may discard bytes already sent but not yet read: even a whole reply before it may not arrive.
+  if (d.after === 'reset' && !d.verdicts.has('connection')) either(d, 'connection', 'reset after the reply')
   const lines = [`${d.version} ${d.status} ${d.reason}`, ...d.headers.map(([n, v]) => `${n}: ${v}`)]
   if (d.framing === 'length') for (const v of d.contentLength ?? [String(d.body.length)]) lines.push(`Content-Length: ${v}`)
   if (d.framing === 'chunked') {
