@@ -39,6 +39,7 @@ constexpr ErrnoEntry kErrnoNames[] = {
     {ELOOP, "ELOOP"},         {ENOMSG, "ENOMSG"},       {EOVERFLOW, "EOVERFLOW"},
     {EBADFD, "EBADFD"},       {EOPNOTSUPP, "EOPNOTSUPP"}, {ETIMEDOUT, "ETIMEDOUT"},
     {ECANCELED, "ECANCELED"}, {EOWNERDEAD, "EOWNERDEAD"}, {EHWPOISON, "EHWPOISON"},
+    {EPROTO, "EPROTO"},
 };
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1

@@ -64,8 +64,9 @@ Napi::Function BoundMethod(Napi::Env env, Napi::Function::Callback cb, const cha
 // ---- uffd.cc ----------------------------------------------------------------
 
 // Non-blocking drain of a uffd into `out` (4 doubles per message, capacity
-// messages at most). Returns the count (>= 0), or -errno when the very first
-// read fails with anything but EAGAIN.
+// messages at most). Returns the count (>= 0), -errno when the very first
+// read fails with anything but EAGAIN, or -EPROTO when a read returns part of
+// a message (never from a real uffd; messages decoded by this call are lost).
 long DrainMessages(int fd, double* out, size_t capacity);
 
 // ---- copy_page.cc -----------------------------------------------------------

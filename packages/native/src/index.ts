@@ -171,7 +171,8 @@ export interface NativeAddon {
    * message: [event, flagsOrArg0, address/arg1, arg2]. Returns the number of
    * messages (0 when nothing is queued). Reads until EAGAIN, until `out` is
    * full, or until a read returns less than asked (the queue was empty). Throws
-   * RangeError when `out` holds fewer than 4 elements.
+   * RangeError when `out` holds fewer than 4 elements, and EPROTO when a read
+   * returns part of a message (`fd` is not a uffd).
    */
   uffdRead(fd: number, out: Float64Array): number
   /** close(2). */
@@ -214,7 +215,8 @@ export interface NativeAddon {
    * (the same Float64Array every time: copy out what you keep). The handle is
    * closed by `stop()` or by the environment's cleanup hook.
    *
-   * A negative `count` is `-errno`: polling or reading failed (e.g. -EBADF);
+   * A negative `count` is `-errno`: polling or reading failed (e.g. -EBADF, or
+   * -EPROTO when a read returned part of a message);
    * the watcher has already stopped and `messages` holds nothing new.
    * While watching, the handle keeps the event loop alive. Call `stop()` before
    * `closeFd(fd)`, and watch a given fd at most once per thread. An exception

@@ -406,6 +406,10 @@ long DrainMessages(int fd, double* out, size_t capacity) {
       if (count == 0) return -errno;
       break;  // report what we have; the error recurs on the next read
     }
+    // The kernel returns whole messages only. Part of one means `fd` is not
+    // a uffd's message stream: the rest would be decoded out of step (the
+    // message fuzzer, feeding a FIFO, found the part silently dropped).
+    if (static_cast<size_t>(n) % sizeof(uffd_msg) != 0) return -EPROTO;
     const size_t got = static_cast<size_t>(n) / sizeof(uffd_msg);
     for (size_t k = 0; k < got; k++) DecodeMessage(msgs[k], out + 4 * (count + k));
     count += got;
