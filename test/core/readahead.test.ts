@@ -116,7 +116,7 @@ describe('readahead', () => {
     const region = await openRegion({ pageSize, access: 'read-only', backend: { type: 'file', path } })
     try {
       const v = region.view()
-      // A miss at page 0 reads 0-4 in one batch and holds page 3, the window's marker.
+      // A miss at page 0 reads 0-4 in one batch and holds pages 1 and 3, the window's markers.
       expect(checkPattern(v.subarray(0, 64), 0)).toBe(-1)
       await settle()
       // Five pages elsewhere: the file backend reads them into the same scratch buffer.
