@@ -6,13 +6,13 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends, redisKeys } from '@faultline/backends'
 import { deliveryCeiling } from './redis-ceiling.mjs'
+import { startDelayProxy } from './proxy.mjs'
 
 const PAGE = 65536
 
@@ -46,14 +46,6 @@ async function startRedis() {
   await client.ping()
   clearTimeout(timeout)
   return { port, client, stop: () => { client.disconnect(); proc.kill(); rmSync(dir, { recursive: true, force: true }) } }
-}
-
-function startDelayProxy(targetPort, oneWayMs) {
-  const proc = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'delay-proxy.mjs'), String(targetPort), String(oneWayMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
-  return new Promise((resolve, reject) => {
-    proc.once('error', reject)
-    proc.stdout.once('data', (line) => resolve({ port: JSON.parse(String(line)).port, stop: () => proc.kill() }))
-  })
 }
 
 export async function redisScenarios({ quick, row }) {
