@@ -23,7 +23,12 @@ export function renderTable(rows) {
       r.vs_batched !== undefined ? `vs batched ${fmt(r.vs_batched)}` : '',
       r.vs_ceiling !== undefined ? `vs ceiling ${fmt(r.vs_ceiling)}` : '',
       r.vs_memory !== undefined ? `vs memory ${fmt(r.vs_memory)}` : '',
+      r.vs_loop !== undefined ? `vs best loop ${fmt(r.vs_loop)}` : '',
+      r.vs_download !== undefined ? `vs download ${fmt(r.vs_download)}` : '',
+      r.vs_per_page !== undefined ? `vs per-page GETs ${fmt(r.vs_per_page)}` : '',
       r.faults !== undefined ? `faults ${r.faults}` : '',
+      r.requests !== undefined ? `requests ${r.requests}` : '',
+      r.fetched_bytes !== undefined ? `fetched ${fmt(r.fetched_bytes / 2 ** 20, 1)} MiB` : '',
       r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '',
       r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : '',
     ]
