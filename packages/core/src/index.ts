@@ -1,6 +1,7 @@
 export { openRegion, Region, type RegionEvents } from './region.js'
 export { attachRegion, RegionAttachment, type RegionHandle } from './handle.js'
 export type { RegionOptions } from './options.js'
+export type { Advice } from './advice.js'
 export type { RegionStats, LatencySummary } from './stats.js'
 export { FaultlineError, type FaultlineErrorCode } from './errors.js'
 export type { Backend, BackendContext, BackendInfo, BackendModule, BackendSpec, PageWrite } from '@faultline/contract'

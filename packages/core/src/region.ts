@@ -2,8 +2,9 @@
 import { EventEmitter } from 'node:events'
 import { BroadcastChannel } from 'node:worker_threads'
 import { randomUUID } from 'node:crypto'
-import { FaultlineError, outOfRange, regionClosed } from './errors.js'
-import { normalizeOptions, type RegionOptions } from './options.js'
+import { ADVICE, isAdvice, type Advice } from './advice.js'
+import { FaultlineError, invalidOption, outOfRange, regionClosed } from './errors.js'
+import { describe, normalizeOptions, type RegionOptions } from './options.js'
 import { PagerHost } from './pager/host.js'
 import type { PagerEvent } from './pager/protocol.js'
 import { readStats, STATS_BYTES, type RegionStats, type WriteTrackingMode } from './stats.js'
@@ -109,6 +110,33 @@ export class Region extends EventEmitter<RegionEvents> {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
     if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size) throw outOfRange('length', `must be positive with offset + length ≤ ${this.size} (got ${length})`)
     await this.host.request({ op: 'prefetch', offset, length })
+  }
+
+  /**
+   * Tells the pager how `[offset, offset + length)` will be used, like
+   * `madvise(2)` / `posix_fadvise(2)` (see docs/tuning.md):
+   * - `sequential`: read in order; readahead starts at the first miss and
+   *   runs its full `readahead.maxBytes` ahead at once.
+   * - `random`: no readahead in the range.
+   * - `normal`: forget earlier `sequential` / `random` hints on the range.
+   * - `willneed`: start fetching the range now; resolves once it is asked
+   *   for, not fetched (await `prefetch()` for that). A page that cannot be
+   *   fetched is simply fetched again when touched.
+   * - `dontneed`: the range's resident pages leave the region (the next
+   *   touch fetches them again); dirty pages are written back first. In a
+   *   read-write region it needs `writeTracking: 'sync'`, as `maxResident`
+   *   does: with async tracking a write racing the drop would be lost.
+   * Hints cover whole pages: a partial page at either end counts.
+   */
+  async advise(offset: number, length: number, advice: Advice): Promise<void> {
+    this.assertOpen('advise()')
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
+    if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size) throw outOfRange('length', `must be positive with offset + length ≤ ${this.size} (got ${length})`)
+    if (!isAdvice(advice)) throw invalidOption('advice', `must be one of ${ADVICE.map((a) => `'${a}'`).join(', ')} (got ${describe(advice)})`)
+    if (advice === 'dontneed' && !this.readOnly && this.writeTracking === 'async-wp') {
+      throw invalidOption('advice', "'dontneed' in a read-write region needs writeTracking: 'sync' (with async tracking a write racing the drop would be lost)")
+    }
+    await this.host.request({ op: 'advise', offset, length, advice })
   }
 
   /**

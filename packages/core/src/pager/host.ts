@@ -6,7 +6,9 @@ import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerToHost } fr
 import { StatsWriter } from '../stats.js'
 import { PoolMember } from '../pool.js'
 
-type RequestBody = { op: 'prefetch' | 'read'; offset: number; length: number } | { op: 'flush' } | { op: 'close' }
+/** A request without its id: the host numbers them. */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
+type RequestBody = WithoutId<PagerRequest>
 
 /**
  * A pager thread that died never took its pages out of its resident pool:

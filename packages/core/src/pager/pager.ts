@@ -11,12 +11,14 @@ import { native, constants } from '@faultline/native'
 import type { Backend } from '@faultline/contract'
 import { FaultlineError } from '../errors.js'
 import type { StatsWriter } from '../stats.js'
-import { describePages } from './describe.js'
+import { describePages, runs } from './describe.js'
 import { PageFetcher } from './fetcher.js'
 import { PageSet } from './pageset.js'
 import type { PagerEvent } from './protocol.js'
 import type { WriteBack } from './writeback.js'
 import { SequentialReadahead, type ReadaheadPlan } from './readahead.js'
+import { AccessHints } from './hints.js'
+import type { Advice } from '../advice.js'
 import type { Evictor } from './eviction.js'
 import type { SecondTier } from './second-tier.js'
 
@@ -85,6 +87,8 @@ export class Pager {
   /** Readahead markers fetched but not installed: installing one on its fault starts the next window. */
   private readonly held = new Map<number, Uint8Array | undefined>()
   private readonly markers = new Set<number>()
+  /** Lasting hints from region.advise(), read by the readahead. */
+  private readonly hints = new AccessHints()
   private readonly fetcher: PageFetcher
   /** Set when the watcher serves faults natively: readahead markers are staged there. */
   staging: PageStage | undefined
@@ -114,7 +118,13 @@ export class Pager {
     this.zeroPage = new Uint8Array(config.pageSize)
     this.fetcher = new PageFetcher(backend, config.pageSize, config.fetchTimeoutMs)
     if (config.readaheadPages > 0) {
-      this.readahead = new SequentialReadahead(Math.min(4, config.readaheadPages), config.readaheadPages, this.pageCount)
+      this.readahead = new SequentialReadahead({
+        minPages: Math.min(4, config.readaheadPages),
+        maxPages: config.readaheadPages,
+        pageCount: this.pageCount,
+        partPages: config.maxBatchPages,
+        hintAt: (page) => this.hints.at(page),
+      })
     }
   }
 
@@ -239,7 +249,7 @@ export class Pager {
       this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
       this.queue.push(p)
     }
-    if (plan.marker >= 0 && this.inflight.get(plan.marker)?.faultTimes.length === 0 && !this.installing.has(plan.marker)) this.markers.add(plan.marker)
+    for (const marker of plan.markers) if (this.inflight.get(marker)?.faultTimes.length === 0 && !this.installing.has(marker)) this.markers.add(marker)
   }
 
   /** Fetches and installs pages [first, last] that are not resident, without anyone faulting. */
@@ -274,6 +284,53 @@ export class Pager {
     for (let p = first; p <= last; p++) if (this.installing.has(p)) copying.push(this.whenSettled(p))
     await Promise.all(copying)
     if (failures.length > 0) throw failures[0]
+  }
+
+  /** region.advise() over pages [first, last]. */
+  async advise(first: number, last: number, advice: Advice): Promise<void> {
+    switch (advice) {
+      case 'normal':
+      case 'sequential':
+      case 'random':
+        this.hints.set(first, last, advice)
+        return
+      case 'willneed':
+        // Like MADV_WILLNEED, it only starts the reads; a page that fails is fetched again on its fault.
+        this.prefetch(first, last).catch(() => undefined)
+        return
+      case 'dontneed':
+        await this.dropRange(first, last)
+    }
+  }
+
+  /**
+   * advise('dontneed'): the range's resident pages leave the region, dirty
+   * ones once written back. Pages still in flight stay; a page written again
+   * while the write-back ran is dirty again, and stays too.
+   */
+  private async dropRange(first: number, last: number): Promise<void> {
+    const { writeBack } = this
+    if (writeBack !== undefined) {
+      for (let p = first; p <= last; p++) {
+        if (writeBack.isDirty(p)) {
+          await writeBack.flush()
+          break
+        }
+      }
+    }
+    const pages: number[] = []
+    for (let p = first; p <= last; p++) {
+      if (this.held.has(p)) this.takeHeld(p)
+      if (!this.resident.has(p) || this.inflight.has(p) || this.installing.has(p) || writeBack?.isDirty(p)) continue
+      pages.push(p)
+    }
+    for (const p of pages) {
+      this.dropResident(p)
+      this.evictor?.forget(p)
+    }
+    for (const [start, count] of runs(pages)) native.madvise(this.pageAddress(start), count * this.config.pageSize, constants.MADV_DONTNEED)
+    this.stats.add('residentPages', -pages.length)
+    this.stats.add('evictedPages', pages.length)
   }
 
   private takeHeld(page: number): Uint8Array | undefined {

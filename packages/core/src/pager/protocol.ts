@@ -2,6 +2,7 @@
 import type { SerializedError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
 import type { WriteTrackingMode } from '../stats.js'
+import type { Advice } from '../advice.js'
 
 export interface PagerStartData {
   options: NormalizedOptions
@@ -31,6 +32,7 @@ export interface PagerFailed {
 
 export type PagerRequest =
   | { id: number; op: 'prefetch'; offset: number; length: number }
+  | { id: number; op: 'advise'; offset: number; length: number; advice: Advice }
   /** Bytes straight from the backend, not the mapping: region.read(). */
   | { id: number; op: 'read'; offset: number; length: number }
   | { id: number; op: 'flush' }

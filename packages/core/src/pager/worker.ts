@@ -232,6 +232,12 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
         pager.prefetch(first, last).then(() => reply(), reply)
         return
       }
+      case 'advise': {
+        const first = Math.floor(req.offset / options.pageSize)
+        const last = Math.floor((req.offset + req.length - 1) / options.pageSize)
+        pager.advise(first, last, req.advice).then(() => reply(), reply)
+        return
+      }
       case 'flush':
         // Read-only regions have nothing to write: their writes are private.
         ;(pager.writeBack?.flush() ?? Promise.resolve()).then(() => reply(), reply)
