@@ -37,11 +37,12 @@ export interface RegionOptions {
    */
   fetchTimeoutMs?: number
   /**
-   * Most pages asked of the backend in one request. Faults that arrive
-   * together, and readahead windows, are cut into batches of this many, all
-   * in flight at once; each batch is installed as soon as it arrives, so
-   * smaller batches let a reader start sooner. Default: 1 MiB worth of
-   * pages, at most 64 (64 at 4 KiB pages, 16 at 64 KiB).
+   * Most pages asked of the backend in one request for faults that arrive
+   * together (and for `prefetch()`); each batch is installed as soon as it
+   * arrives, so smaller batches let a reader start sooner. Readahead starts
+   * with requests this size near the reader and grows them further ahead,
+   * up to the backend's own limit (see docs/tuning.md). Default: 1 MiB worth
+   * of pages, at most 64 (64 at 4 KiB pages, 16 at 64 KiB).
    */
   maxBatchPages?: number
   /**
@@ -59,10 +60,13 @@ export interface RegionOptions {
   writeBack?: WriteBackOptions
   /**
    * Sequential readahead: when misses follow each other, pages ahead of the
-   * reader are fetched in windows that double up to `maxBytes`, merged into
-   * large backend requests. Random access fetches nothing extra. `false`
+   * reader are fetched, at most as far ahead as the stream has read so far
+   * and never more than `maxBytes`, so a reader that stops wastes at most
+   * what it read (see docs/tuning.md). Random access fetches nothing extra;
+   * `region.advise()` can say `sequential` or `random` per range. `false`
    * turns it off. Default `{ maxBytes: 8 MiB }`, or the backend's own
-   * preference (`BackendInfo.readaheadBytes`; Redis: 4 MiB).
+   * preference (`BackendInfo.readaheadBytes`; HTTP and S3 objects: 32 MiB,
+   * Redis: 4 MiB).
    */
   readahead?: false | ReadaheadOptions
   /**

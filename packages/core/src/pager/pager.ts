@@ -28,6 +28,8 @@ export interface PagerConfig {
   size: number
   pageSize: number
   maxBatchPages: number
+  /** Most pages the backend takes in one read (readahead parts grow up to it). */
+  maxPartPages: number
   fetchTimeoutMs: number
   /** Most pages fetched ahead of a sequential reader; 0 turns readahead off. */
   readaheadPages: number
@@ -71,6 +73,8 @@ export class Pager {
   private readonly inflight = new Map<number, Waiter>()
   /** Pages that faulted and are queued for the next batch. */
   private queue: number[] = []
+  /** Readahead parts waiting for the next drain, each one backend request. */
+  private readaheadParts: number[][] = []
   private readonly duplicatesOnResident = new Map<number, number>()
   private scheduled = false
   private closed = false
@@ -123,6 +127,7 @@ export class Pager {
         maxPages: config.readaheadPages,
         pageCount: this.pageCount,
         partPages: config.maxBatchPages,
+        maxPartPages: Math.max(config.maxBatchPages, config.maxPartPages),
         hintAt: (page) => this.hints.at(page),
       })
     }
@@ -241,13 +246,17 @@ export class Pager {
     this.readAhead(this.readahead?.onMiss(page))
   }
 
-  /** Queues a readahead window with the faults of this burst, so neighbours share requests. */
+  /** Queues a readahead window, cut into the plan's parts, for the next drain. */
   private readAhead(plan: ReadaheadPlan | undefined): void {
     if (plan === undefined) return
-    for (let p = plan.first; p < plan.first + plan.count; p++) {
-      if (this.resident.has(p) || this.inflight.has(p) || this.held.has(p)) continue
-      this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
-      this.queue.push(p)
+    for (const part of plan.parts) {
+      const pages: number[] = []
+      for (let p = part.first; p < part.first + part.count; p++) {
+        if (this.resident.has(p) || this.inflight.has(p) || this.held.has(p)) continue
+        this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
+        pages.push(p)
+      }
+      if (pages.length > 0) this.readaheadParts.push(pages)
     }
     for (const marker of plan.markers) if (this.inflight.get(marker)?.faultTimes.length === 0 && !this.installing.has(marker)) this.markers.add(marker)
   }
@@ -350,22 +359,25 @@ export class Pager {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.queue.length === 0) return
+    if (this.scheduled || (this.queue.length === 0 && this.readaheadParts.length === 0)) return
     this.scheduled = true
     // Let every message of this readable burst be queued first, so pages that
     // fault together go to the backend together.
     queueMicrotask(() => this.drain())
   }
 
-  /** Sends the queued pages to the backend, sorted and cut into batches. */
+  /** Sends the queued faults to the backend, sorted and cut into batches, then the readahead parts. */
   private drain(): void {
     this.scheduled = false
     const queue = this.queue
-    if (queue.length === 0) return
+    const parts = this.readaheadParts
     this.queue = []
+    this.readaheadParts = []
     queue.sort((a, b) => a - b)
-    for (let i = 0; i < queue.length; i += this.config.maxBatchPages) {
-      void this.runBatch(queue.slice(i, i + this.config.maxBatchPages)).catch(() => {
+    const batches: number[][] = []
+    for (let i = 0; i < queue.length; i += this.config.maxBatchPages) batches.push(queue.slice(i, i + this.config.maxBatchPages))
+    for (const batch of [...batches, ...parts]) {
+      void this.runBatch(batch).catch(() => {
         // Already reported through poison + event; faulters got SIGBUS.
       })
     }
@@ -642,7 +654,7 @@ export class Pager {
 
   /** Resolves when nothing is being fetched or installed. */
   idle(): Promise<void> {
-    if (this.activeBatches === 0 && this.inflight.size === 0 && this.queue.length === 0) return Promise.resolve()
+    if (this.activeBatches === 0 && this.inflight.size === 0 && this.queue.length === 0 && this.readaheadParts.length === 0) return Promise.resolve()
     return new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 

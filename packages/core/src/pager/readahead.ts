@@ -2,8 +2,9 @@
  * Sequential readahead, paced by what the reader consumes.
  *
  * Two misses in a row (or a miss on the first page of the region) start a
- * stream. The pager fetches ahead of the reader in parts (one backend batch
- * each, installed as it arrives), all in flight at once. Pages fetched ahead
+ * stream. The pager fetches ahead of the reader in parts (one backend
+ * request each, installed as it arrives), all in flight at once: small
+ * ones near the reader, larger ones further ahead. Pages fetched ahead
  * do not fault when the reader reaches them, so the pager would not learn
  * how far it got: a page every half lookahead (at most a part apart) is
  * therefore fetched but *held* back (the kernel's PG_readahead marker). When the reader touches
@@ -35,14 +36,23 @@ export interface ReadaheadPlan {
   count: number
   /** Pages of the plan to hold back: touching one tops the stream up. */
   markers: number[]
+  /** The plan cut into backend requests, in order. */
+  parts: PagePart[]
+}
+
+export interface PagePart {
+  first: number
+  count: number
 }
 
 export interface ReadaheadConfig {
   minPages: number
   maxPages: number
   pageCount: number
-  /** Pages per backend batch: a marker leads each part. */
+  /** Pages per backend request while the lookahead is small. */
   partPages: number
+  /** Most pages per backend request (the backend's own limit). */
+  maxPartPages: number
   /** The hint covering a page (`normal` where none was given). */
   hintAt?: (page: number) => AccessHint
 }
@@ -129,26 +139,39 @@ export class SequentialReadahead {
   }
 
   private topUp(s: Stream): ReadaheadPlan | undefined {
-    const { minPages, maxPages, pageCount, partPages } = this.config
+    const { minPages, maxPages, pageCount, partPages, maxPartPages } = this.config
     const consumed = s.seen - s.base + 1
     const ahead = s.sequentialHint ? maxPages : Math.min(maxPages, Math.max(minPages, consumed))
-    // Markers every `step` pages, so the reader is seen again while half the
-    // lookahead is still ahead of it; requests grow in whole steps.
-    const step = Math.max(1, Math.min(partPages, ahead >> 1))
+    // Markers at most every `step` pages, so the reader is seen again while
+    // half the lookahead is still ahead of it; requests grow in whole steps.
+    const step = Math.max(1, Math.min(maxPartPages, Math.max(partPages, ahead >> 2), ahead >> 1))
     const bound = Math.min(pageCount, s.cap)
     let target = Math.min(s.seen + 1 + ahead, bound)
     if (target < bound) target = s.end + Math.floor((target - s.end) / step) * step
     if (target <= s.end) return undefined
     const first = s.end
     s.end = target
+    // Parts near the reader are small, so their bytes come soon; parts far
+    // ahead are large (half their distance from the reader, up to the
+    // backend's limit): remote stores answer big ranges at a fraction of the
+    // cost per byte, and the reader needs them only later.
+    const parts: PagePart[] = []
     const markers: number[] = []
-    for (let p = first; p < target; p += step) markers.push(p)
+    for (let p = first; p < target; ) {
+      let size = Math.min(target - p, Math.max(Math.min(partPages, step), Math.min(maxPartPages, (p - s.seen) >> 1)))
+      // No small remainder of its own at the end of the plan.
+      if (target - p - size < size) size = Math.min(target - p, maxPartPages)
+      parts.push({ first: p, count: size })
+      for (let m = p; m < p + size; m += step) markers.push(m)
+      p += size
+    }
     if (target === s.cap) {
       // Near the predicted end every page tells where the reader stops.
       for (let p = Math.max(first, target - step) + 1; p < target; p++) if (markers.at(-1)! < p) markers.push(p)
     }
-    return { first, count: target - first, markers }
+    return { first, count: target - first, markers, parts }
   }
+
 
   private hint(page: number): AccessHint {
     return this.config.hintAt?.(page) ?? 'normal'

@@ -59,7 +59,7 @@ async function start(): Promise<void> {
     address = native.mapAnonymous(size)
     native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
-    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
+    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
     const memory = new ViewSet(address, size, 'pager')
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -183,6 +183,8 @@ async function closeBackend(backend: Backend): Promise<void> {
 }
 
 const BACKEND_CLOSE_MS = 30_000
+/** Largest readahead request for a backend that sets no limit of its own (maxBatchPages' own maximum). */
+const MAX_PART_PAGES = 4096
 /** Set when the backend was left closing: the thread ends itself once close() is answered. */
 let endAfterClose = false
 
