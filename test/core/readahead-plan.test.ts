@@ -13,7 +13,7 @@ interface Run {
 }
 
 function simulate(touches: readonly number[], opts: { pageCount?: number; minPages?: number; maxPages?: number; partPages?: number; hintAt?: (p: number) => AccessHint } = {}): Run {
-  const ra = new SequentialReadahead({ minPages: opts.minPages ?? 4, maxPages: opts.maxPages ?? 128, pageCount: opts.pageCount ?? 1 << 20, partPages: opts.partPages ?? 16, hintAt: opts.hintAt })
+  const ra = new SequentialReadahead({ minPages: opts.minPages ?? 4, maxPages: opts.maxPages ?? 128, pageCount: opts.pageCount ?? 1 << 20, partPages: opts.partPages ?? 16, maxPartPages: 4096, hintAt: opts.hintAt })
   const fetched = new Set<number>()
   const markers = new Set<number>()
   const run: Run = { fetched: 0, seen: 0, misses: 0, maxAhead: 0 }

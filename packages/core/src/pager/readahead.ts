@@ -3,16 +3,17 @@
  *
  * Two misses in a row (or a miss on the first page of the region) start a
  * stream. The pager fetches ahead of the reader in parts (one backend
- * request each, installed as it arrives), all in flight at once: small
- * ones near the reader, larger ones further ahead. Pages fetched ahead
- * do not fault when the reader reaches them, so the pager would not learn
- * how far it got: a page every half lookahead (at most a part apart) is
- * therefore fetched but *held* back (the kernel's PG_readahead marker). When the reader touches
- * one, the pager installs it at once from memory and tops the stream up.
+ * request each, installed as it arrives), all in flight at once: small ones
+ * near the reader, larger ones further ahead. Pages fetched ahead do not
+ * fault when the reader reaches them, so the pager would not learn how far
+ * it got: a page every half lookahead (at most a part apart) is therefore
+ * fetched but *held* back (the kernel's PG_readahead marker). When the
+ * reader touches one, the pager installs it at once from memory and tops
+ * the stream up.
  *
  * How far ahead a stream runs grows with what it has consumed: never more
  * than the pages the reader has gone through in it (at least `minPages`, at
- * most `maxPages`), topped up whenever the reader is seen half way through. So a stream that stops wastes at most as much as it
+ * most `maxPages`). So a stream that stops wastes at most as much as it
  * read, and a long scan soon keeps `maxPages` in flight.
  *
  * Readers of columnar files (Arrow, Parquet) read runs of similar length
