@@ -3,17 +3,15 @@
  * errors, metadata and geometry, the writer lease, credentials, and the
  * connection options that are passed through.
  */
-import { spawn } from 'node:child_process'
 import { hostname } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, inject, it } from 'vitest'
 import { openRegion, type BackendSpec } from '@faultline/core'
 import { builtinBackends, redisKeys } from '@faultline/backends'
 import { checkPattern, fillPattern } from '@faultline/core/pattern'
 import { residentBytes } from '../helpers/smaps.js'
+import { crashedWriter, retryUntilOpen } from '../helpers/lease.js'
 import { dropAfterSuite, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
 
-const leaseHolder = fileURLToPath(new URL('../fixtures/redis-lease-holder.mjs', import.meta.url))
 const client = standaloneClient()
 const track = dropAfterSuite(client)
 
@@ -263,27 +261,12 @@ describe('redis backend: one writer per namespace', () => {
 
   it("lets the lease of a process that died expire, then another writer opens", async () => {
     const spec = fresh('dead', { leaseMs: 3000 })
-    const child = spawn(process.execPath, [leaseHolder, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const pid = await new Promise<string>((resolve, reject) => {
-      child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))
-      child.once('exit', (code) => reject(new Error(`lease holder exited early (${code})`)))
-    })
-    child.kill('SIGKILL')
-    await new Promise((r) => child.once('exit', r))
+    const pid = await crashedWriter(spec)
     // Straight after the death the lease is still there (the holder renewed it at most leaseMs / 3 ago).
     const context = { pageSize: 4 * KiB, size: MiB, readOnly: false }
     await expect(builtinBackends.redis!(spec, context)).rejects.toThrow(`is already open read-write by ${pid}@${hostname()}`)
     expect(await client.pttl(redisKeys(spec).lease)).toBeGreaterThan(0)
-    const deadline = Date.now() + 10_000
-    for (;;) {
-      try {
-        await (await builtinBackends.redis!(spec, context)).close()
-        break
-      } catch (err) {
-        if (Date.now() > deadline) throw err
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    }
+    await retryUntilOpen(() => builtinBackends.redis!(spec, context), 10_000)
   })
 })
 

@@ -1,9 +1,11 @@
-/** The S3 page store (pages mode): its metadata, geometry checks, sparse zero pages and mode selection. */
-import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3'
+/** The S3 page store (pages mode): its metadata, geometry checks, sparse zero pages, mode selection and writer lease. */
+import { hostname } from 'node:os'
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { describe, expect, inject, it } from 'vitest'
 import { openRegion } from '@faultline/core'
-import { s3, s3Spec, uniqueKey } from '../helpers/remote.js'
+import { deleteObject, s3, s3Spec, uniqueKey } from '../helpers/remote.js'
 import { rejection } from '../helpers/errors.js'
+import { crashedWriter, retryUntilOpen } from '../helpers/lease.js'
 
 const PAGE = 16384
 const SIZE = 1 << 20
@@ -135,6 +137,93 @@ describe('s3 pages mode', () => {
       }
     } finally {
       process.env = saved
+    }
+  })
+})
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const list = await s3().send(new ListObjectsV2Command({ Bucket: inject('s3Bucket'), Prefix: `${prefix}/` }))
+  return (list.Contents ?? []).map((o) => o.Key!.slice(prefix.length + 1)).sort()
+}
+
+// s3rver ignores If-None-Match and If-Match, so these run the weaker lease
+// (writerLease: 'best-effort', the s3Spec default here); the conditional
+// protocol is untested against a real service (docs/backends.md).
+describe('s3 pages mode: the writer lease', () => {
+  it('by default refuses a service that ignores conditional writes, before writing anything', async () => {
+    const prefix = uniqueKey('strict')
+    const err = await rejection(openRegion({ backend: s3Spec(prefix, { writerLease: undefined }), size: SIZE, pageSize: PAGE }))
+    expect(err).toMatchObject({ code: 'ERR_BACKEND', option: 'backend.writerLease' })
+    expect(err.message).toMatch(/ignores conditional writes .*writerLease: 'best-effort'/)
+    expect(await keysUnder(prefix)).toEqual([])
+    // A reader takes no lease, so it needs no conditional writes.
+    await createStore(prefix)
+    await (await openRegion({ backend: s3Spec(prefix, { writerLease: undefined }), pageSize: PAGE, access: 'read-only' })).close()
+  })
+
+  it('validates writerLease and leaseMs, naming them', async () => {
+    const bad = await rejection(openRegion({ backend: s3Spec(uniqueKey('opt'), { writerLease: 'strict' }), size: SIZE, pageSize: PAGE }))
+    expect(bad).toMatchObject({ code: 'ERR_INVALID_OPTION', option: 'backend.writerLease' })
+    expect(bad.message).toMatch(/"conditional" .* or "best-effort"/)
+    const short = await rejection(openRegion({ backend: s3Spec(uniqueKey('opt'), { leaseMs: 500 }), size: SIZE, pageSize: PAGE }))
+    expect(short).toMatchObject({ code: 'ERR_INVALID_OPTION', option: 'backend.leaseMs' })
+    expect(short.message).toMatch(/≥ 1000/)
+  })
+
+  it('refuses a second writer with ERR_LOCKED naming the holder; readers still open; close releases it', async () => {
+    const prefix = uniqueKey('lease')
+    const writer = await openRegion({ backend: s3Spec(prefix), size: SIZE, pageSize: PAGE })
+    try {
+      expect(await keysUnder(prefix)).toEqual(['faultline.json', 'faultline.lease'])
+      const second = await rejection(openRegion({ backend: s3Spec(prefix), pageSize: PAGE }))
+      expect(second).toMatchObject({ code: 'ERR_LOCKED', option: 'access' })
+      expect(second.message).toMatch(new RegExp(`already open read-write by ${process.pid}@${hostname()}; one writer per page store`))
+      writer.view(0, 1)[0] = 9
+      await writer.flush()
+      const reader = await openRegion({ backend: s3Spec(prefix), pageSize: PAGE, access: 'read-only' })
+      expect(reader.view(0, 1)[0]).toBe(9)
+      await reader.close()
+    } finally {
+      await writer.close()
+    }
+    expect(await keysUnder(prefix)).toEqual(['faultline.json', 'pages/0000000000'])
+    await (await openRegion({ backend: s3Spec(prefix), pageSize: PAGE })).close()
+  })
+
+  it("takes over the lease of a writer that was SIGKILLed, once it expired", async () => {
+    const prefix = uniqueKey('dead')
+    const spec = s3Spec(prefix, { leaseMs: 1000 })
+    const pid = await crashedWriter(spec)
+    const again = await rejection(openRegion({ backend: spec, pageSize: 4096 }))
+    expect(again).toMatchObject({ code: 'ERR_LOCKED' })
+    expect(again.message).toMatch(new RegExp(`by ${pid}@${hostname()}.*expires within \\d+ ms`))
+    // leaseMs, plus up to 2 s of whole-second timestamps, plus the retry step.
+    const tookMs = await retryUntilOpen(() => openRegion({ backend: spec, pageSize: 4096 }), 6_000)
+    expect(tookMs).toBeGreaterThan(0)
+  })
+
+  it('a writer whose lease was taken over has its writes refused, and its pages stay dirty', async () => {
+    const prefix = uniqueKey('lost')
+    const spec = s3Spec(prefix, { leaseMs: 1000 })
+    const first = await openRegion({ backend: spec, size: SIZE, pageSize: PAGE })
+    try {
+      // As if first had stalled past its lease: the lease object is gone and a second writer holds it.
+      await deleteObject(`${prefix}/faultline.lease`)
+      const second = await openRegion({ backend: spec, pageSize: PAGE })
+      try {
+        await new Promise((r) => setTimeout(r, 500))
+        first.view(0, 1)[0] = 1
+        const err = await rejection(first.flush())
+        // The pager reports a failed write-back as ERR_BACKEND, quoting the backend's ERR_LOCKED message.
+        expect(err.code).toBe('ERR_BACKEND')
+        expect(err.message).toMatch(/writer lease expired and was taken by/)
+        expect(first.stats().dirtyPages).toBe(1)
+        expect(await exists(pageKey(prefix, 0))).toBe(false)
+      } finally {
+        await second.close()
+      }
+    } finally {
+      await first.close().catch(() => undefined)
     }
   })
 })

@@ -47,7 +47,7 @@ const stores: Array<[string, () => { url: string; spec: BackendSpec }]> = [
     's3',
     () => {
       const key = uniqueKey('import')
-      return { url: `s3://${inject('s3Bucket')}/${key}?endpoint=${encodeURIComponent(inject('s3Endpoint'))}`, spec: s3Spec(key) }
+      return { url: `s3://${inject('s3Bucket')}/${key}?endpoint=${encodeURIComponent(inject('s3Endpoint'))}&writerLease=best-effort`, spec: s3Spec(key) }
     },
   ],
   [
@@ -101,7 +101,7 @@ describe('import and export refuse what they cannot do, with clear errors', () =
 
   it('export of a page store with another page size names the page size to use', () => {
     const { path } = dataset()
-    const url = `s3://${inject('s3Bucket')}/${uniqueKey('geo')}?endpoint=${encodeURIComponent(inject('s3Endpoint'))}`
+    const url = `s3://${inject('s3Bucket')}/${uniqueKey('geo')}?endpoint=${encodeURIComponent(inject('s3Endpoint'))}&writerLease=best-effort`
     expect(run('import', path, url, '--page-size', '16K').status).toBe(0)
     const r = run('export', url, join(dir, 'never.bin'))
     expect(r.status).toBe(1)

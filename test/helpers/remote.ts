@@ -30,13 +30,18 @@ export function uniqueKey(label: string): string {
   return `${label}-${process.pid}-${Date.now().toString(36)}-${n++}`
 }
 
-/** The spec of an s3 backend on s3rver, with credentials given as options. */
+/**
+ * The spec of an s3 backend on s3rver, with credentials given as options.
+ * s3rver ignores conditional writes, so page stores take the weaker lease
+ * (`writerLease: 'best-effort'`) unless `extra` says otherwise.
+ */
 export function s3Spec(key: string, extra: Record<string, unknown> = {}): BackendSpec {
   return {
     type: 's3',
     url: `s3://${inject('s3Bucket')}/${key}`,
     endpoint: inject('s3Endpoint'),
     credentials: { accessKeyId: inject('s3AccessKeyId'), secretAccessKey: inject('s3SecretAccessKey') },
+    writerLease: 'best-effort',
     ...extra,
   }
 }

@@ -55,6 +55,33 @@ export interface S3BackendOptions {
   requestTimeoutMs?: number
   /** Attempts per request, the first included, with the SDK's standard backoff; the pager retries failed reads on top, until fetchTimeoutMs. Default 3. */
   maxAttempts?: number
+  /**
+   * How a read-write page store makes sure it has one writer at a time
+   * (the lease object `<prefix>/faultline.lease`; docs/backends.md).
+   *
+   * - `conditional` (default): the lease is created with `If-None-Match: *`
+   *   and renewed with `If-Match: <etag>`, so two writers of one store can
+   *   never both hold it. A service that ignores conditional writes (found
+   *   by a probe on a throwaway key at open) is refused with `ERR_BACKEND`
+   *   rather than given a lease that only looks safe.
+   * - `best-effort`: conditional writes where the service has them; where it
+   *   ignores them (s3rver, some S3-compatible stores), a lease object
+   *   written unconditionally and read back. That refuses a second writer
+   *   that opens while the first holds the lease, but two opens racing
+   *   within a round trip can both succeed; the loser finds out at its next
+   *   renewal (within `leaseMs / 3`) and its writes are refused from then on,
+   *   but what it wrote until then has landed.
+   *
+   * Read-only regions take no lease. Unused in dataset mode.
+   */
+  writerLease?: 'conditional' | 'best-effort'
+  /**
+   * How long the writer's lease lives without renewal, in milliseconds
+   * (renewed every `leaseMs / 3`). A writer that died without closing keeps
+   * others out for up to `leaseMs` plus 1–2 s (the lease's age is taken from
+   * the server's one-second timestamps). Default 15000, at least 1000.
+   */
+  leaseMs?: number
 }
 
 export interface S3Config {
@@ -73,9 +100,11 @@ export interface S3Config {
   connectTimeoutMs: number
   requestTimeoutMs: number
   maxAttempts: number
+  writerLease: 'conditional' | 'best-effort'
+  leaseMs: number
 }
 
-const KNOWN = ['url', 'mode', 'endpoint', 'region', 'pathStyle', 'credentials', 'maxSockets', 'maxRangeBytes', 'connectTimeoutMs', 'requestTimeoutMs', 'maxAttempts']
+const KNOWN = ['url', 'mode', 'endpoint', 'region', 'pathStyle', 'credentials', 'maxSockets', 'maxRangeBytes', 'connectTimeoutMs', 'requestTimeoutMs', 'maxAttempts', 'writerLease', 'leaseMs']
 
 export function parseS3Options(spec: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): S3Config {
   checkKnownOptions('s3', spec, KNOWN)
@@ -85,6 +114,14 @@ export function parseS3Options(spec: Record<string, unknown>, env: NodeJS.Proces
   if (mode === 'dataset' && key === '') throw optionError('s3', 'url', `must name an object (s3://bucket/key) in dataset mode (got s3://${bucket}/)`)
   const endpoint = parseEndpoint(spec.endpoint, env)
   const pathStyle = optionalBoolean('s3', spec, 'pathStyle') ?? (endpoint !== undefined && isLocalHost(new URL(endpoint).hostname))
+  const writerLease = spec.writerLease ?? 'conditional'
+  if (writerLease !== 'conditional' && writerLease !== 'best-effort') {
+    throw optionError('s3', 'writerLease', `must be "conditional" (the default: refuse a service without conditional writes) or "best-effort" (a weaker lease there) (got ${describeValue(writerLease)})`)
+  }
+  const leaseMs = spec.leaseMs ?? 15_000
+  if (typeof leaseMs !== 'number' || !Number.isSafeInteger(leaseMs) || leaseMs < 1000) {
+    throw optionError('s3', 'leaseMs', `must be a whole number of milliseconds ≥ 1000: the lease's age is measured in the server's whole-second timestamps (got ${describeValue(leaseMs)})`)
+  }
   const region = optionalString('s3', spec, 'region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? (endpoint !== undefined ? 'us-east-1' : undefined)
   return {
     bucket,
@@ -100,6 +137,8 @@ export function parseS3Options(spec: Record<string, unknown>, env: NodeJS.Proces
     connectTimeoutMs: positiveInteger('s3', spec, 'connectTimeoutMs', DEFAULT_CONNECT_TIMEOUT_MS),
     requestTimeoutMs: positiveInteger('s3', spec, 'requestTimeoutMs', DEFAULT_REQUEST_TIMEOUT_MS),
     maxAttempts: positiveInteger('s3', spec, 'maxAttempts', 3, 20),
+    writerLease,
+    leaseMs,
   }
 }
 

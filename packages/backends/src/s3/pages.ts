@@ -7,6 +7,7 @@
  * objects read as zero pages.
  *
  *   <prefix>/faultline.json          geometry (see metadata.ts)
+ *   <prefix>/faultline.lease         the writer's lease (see lease.ts)
  *   <prefix>/pages/<index, 10 hex>   page bytes, exactly pageSize long
  */
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
@@ -14,13 +15,15 @@ import type { Backend, BackendContext, BackendInfo, PageWrite } from '@faultline
 import { FaultlineError } from '@faultline/contract'
 import type { Agents } from '../net/agents.js'
 import { createLimiter, type Limiter } from '../net/limit.js'
+import { settleWithin } from '../redis/io.js'
 import { isNotFound, s3Error } from './errors.js'
+import { S3Lease } from './lease.js'
 import { checkGeometry, newMetadata, parseMetadata, type PageStoreMetadata } from './metadata.js'
 import type { S3Config } from './options.js'
 
-export function storeKeys(key: string): { metadata: string; page: (index: number) => string; pagesPrefix: string } {
+export function storeKeys(key: string): { metadata: string; lease: string; page: (index: number) => string; pagesPrefix: string } {
   const base = key === '' ? '' : `${key}/`
-  return { metadata: `${base}faultline.json`, pagesPrefix: `${base}pages/`, page: (index) => `${base}pages/${index.toString(16).padStart(10, '0')}` }
+  return { metadata: `${base}faultline.json`, lease: `${base}faultline.lease`, pagesPrefix: `${base}pages/`, page: (index) => `${base}pages/${index.toString(16).padStart(10, '0')}` }
 }
 
 /** Reads the store's metadata; undefined when there is none. */
@@ -50,6 +53,8 @@ export class S3PagesBackend implements Backend {
     meta: PageStoreMetadata,
     /** Pages holding data, when known (a store this open created): the rest are absent with no GET. */
     private readonly present: Set<number> | undefined,
+    /** Held by a read-write region. */
+    private readonly lease: S3Lease | undefined,
   ) {
     this.keys = storeKeys(config.key)
     this.limit = createLimiter(config.maxSockets)
@@ -59,16 +64,34 @@ export class S3PagesBackend implements Backend {
 
   /** Opens the store at the config's prefix, creating it (read-write, with a size) when there is none. */
   static async open(config: S3Config, client: S3Client, agents: Agents, context: BackendContext, existing: PageStoreMetadata | undefined): Promise<S3PagesBackend> {
-    if (existing !== undefined) {
-      checkGeometry(existing, context, config.name)
-      return new S3PagesBackend(config, client, agents, context, existing, undefined)
-    }
     if (context.readOnly) {
-      throw new FaultlineError('ERR_BACKEND', `faultline: there is no page store at ${config.name} (no ${storeKeys(config.key).metadata}), and a read-only region cannot create one`, { option: 'backend.url' })
+      if (existing === undefined) {
+        throw new FaultlineError('ERR_BACKEND', `faultline: there is no page store at ${config.name} (no ${storeKeys(config.key).metadata}), and a read-only region cannot create one`, { option: 'backend.url' })
+      }
+      checkGeometry(existing, context, config.name)
+      return new S3PagesBackend(config, client, agents, context, existing, undefined, undefined)
     }
-    if (context.size === undefined) {
+    if (existing !== undefined) checkGeometry(existing, context, config.name)
+    else if (context.size === undefined) {
       throw new FaultlineError('ERR_GEOMETRY', `faultline: there is no page store at ${config.name} yet: give \`size\` to create one`, { option: 'size' })
     }
+    // The lease before anything is written, the metadata included.
+    const lease = await S3Lease.acquire(config, client, storeKeys(config.key).lease)
+    try {
+      // Another writer may have created the store between our first look and the lease.
+      const meta = existing ?? (await readMetadata(config, client))
+      if (meta !== undefined) {
+        checkGeometry(meta, context, config.name)
+        return new S3PagesBackend(config, client, agents, context, meta, undefined, lease)
+      }
+      return await S3PagesBackend.create(config, client, agents, context, lease)
+    } catch (err) {
+      await lease.release().catch(() => undefined)
+      throw err
+    }
+  }
+
+  private static async create(config: S3Config, client: S3Client, agents: Agents, context: BackendContext, lease: S3Lease): Promise<S3PagesBackend> {
     const keys = storeKeys(config.key)
     let leftovers: boolean
     try {
@@ -77,14 +100,14 @@ export class S3PagesBackend implements Backend {
     } catch (err) {
       throw s3Error(config.name, 'ListObjectsV2', err)
     }
-    const meta = newMetadata(context.size, context.pageSize)
+    const meta = newMetadata(context.size!, context.pageSize)
     try {
       await client.send(new PutObjectCommand({ Bucket: config.bucket, Key: keys.metadata, Body: JSON.stringify(meta), ContentType: 'application/json' }))
     } catch (err) {
       throw s3Error(config.name, 'creating the page-store metadata (PutObject faultline.json)', err)
     }
     // Page objects left under the prefix without metadata are read, never assumed absent.
-    return new S3PagesBackend(config, client, agents, context, meta, leftovers ? undefined : new Set())
+    return new S3PagesBackend(config, client, agents, context, meta, leftovers ? undefined : new Set(), lease)
   }
 
   isAbsent(index: number): boolean {
@@ -118,6 +141,7 @@ export class S3PagesBackend implements Backend {
 
   async write(pages: readonly PageWrite[]): Promise<void> {
     if (this.info.readOnly) throw new FaultlineError('ERR_READ_ONLY', `faultline: ${this.info.name} is opened read-only`)
+    await this.lease!.ensure()
     await Promise.all(pages.map((page) => this.limit(() => this.writePage(page))))
   }
 
@@ -135,6 +159,8 @@ export class S3PagesBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    // Bounded, failures ignored: the lease expires by itself within leaseMs.
+    if (this.lease !== undefined) await settleWithin(this.lease.release(), this.config.requestTimeoutMs)
     this.client.destroy()
     this.agents.destroy()
   }

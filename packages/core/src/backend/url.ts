@@ -3,7 +3,7 @@ import type { BackendSpec } from '@faultline/contract'
 
 /**
  * Turns a backend URL into a spec: `memory:`, `file:///abs/path`,
- * `s3://bucket/key?endpoint=…&region=…&pathStyle=true&mode=pages`,
+ * `s3://bucket/key?endpoint=…&region=…&pathStyle=true&mode=pages&writerLease=best-effort&leaseMs=…`,
  * `http(s)://host/file` (its query belongs to the file: kept in `url`).
  */
 export function parseBackendUrl(url: string): BackendSpec {
@@ -41,14 +41,19 @@ function parseS3Url(parsed: URL): BackendSpec {
       case 'endpoint':
       case 'region':
       case 'mode':
+      case 'writerLease':
         spec[name] = value
+        break
+      case 'leaseMs':
+        // A number the backend validates; a non-number stays a string and is refused there, by name.
+        spec.leaseMs = /^\d+$/.test(value) ? Number(value) : value
         break
       case 'pathStyle':
         if (value !== 'true' && value !== 'false') throw invalidOption('backend', `s3 URL parameter pathStyle must be true or false (got ${JSON.stringify(value)})`)
         spec.pathStyle = value === 'true'
         break
       default:
-        throw invalidOption('backend', `s3 URL parameter ${JSON.stringify(name)} is not known (known: endpoint, region, pathStyle, mode)`)
+        throw invalidOption('backend', `s3 URL parameter ${JSON.stringify(name)} is not known (known: endpoint, region, pathStyle, mode, writerLease, leaseMs)`)
     }
   }
   return spec
