@@ -1,11 +1,12 @@
 /** The S3 page store (pages mode): its metadata, geometry checks, sparse zero pages, mode selection and writer lease. */
 import { hostname } from 'node:os'
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
-import { describe, expect, inject, it } from 'vitest'
-import { openRegion } from '@faultline/core'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { openRegion, type BackendSpec } from '@faultline/core'
 import { deleteObject, s3, s3Spec, uniqueKey } from '../helpers/remote.js'
 import { rejection } from '../helpers/errors.js'
 import { crashedWriter, retryUntilOpen } from '../helpers/lease.js'
+import { startConditionalProxy, type ConditionalProxy } from '../helpers/conditional-proxy.js'
 
 const PAGE = 16384
 const SIZE = 1 << 20
@@ -146,9 +147,42 @@ async function keysUnder(prefix: string): Promise<string[]> {
   return (list.Contents ?? []).map((o) => o.Key!.slice(prefix.length + 1)).sort()
 }
 
+/** The lease tests both protocols pass: `spec` opens the store with one or the other. */
+function leaseBasics(spec: (prefix: string, extra?: Record<string, unknown>) => BackendSpec): void {
+  it('refuses a second writer with ERR_LOCKED naming the holder; readers still open; close releases it', async () => {
+    const prefix = uniqueKey('lease')
+    const writer = await openRegion({ backend: spec(prefix), size: SIZE, pageSize: PAGE })
+    try {
+      expect(await keysUnder(prefix)).toEqual(['faultline.json', 'faultline.lease'])
+      const second = await rejection(openRegion({ backend: spec(prefix), pageSize: PAGE }))
+      expect(second).toMatchObject({ code: 'ERR_LOCKED', option: 'access' })
+      expect(second.message).toMatch(new RegExp(`already open read-write by ${process.pid}@${hostname()}; one writer per page store`))
+      writer.view(0, 1)[0] = 9
+      await writer.flush()
+      const reader = await openRegion({ backend: spec(prefix), pageSize: PAGE, access: 'read-only' })
+      expect(reader.view(0, 1)[0]).toBe(9)
+      await reader.close()
+    } finally {
+      await writer.close()
+    }
+    expect(await keysUnder(prefix)).toEqual(['faultline.json', 'pages/0000000000'])
+    await (await openRegion({ backend: spec(prefix), pageSize: PAGE })).close()
+  })
+
+  it('takes over the lease of a writer that was SIGKILLed, once it expired', async () => {
+    const backend = spec(uniqueKey('dead'), { leaseMs: 1000 })
+    const pid = await crashedWriter(backend)
+    const again = await rejection(openRegion({ backend, pageSize: 4096 }))
+    expect(again).toMatchObject({ code: 'ERR_LOCKED' })
+    expect(again.message).toMatch(new RegExp(`by ${pid}@${hostname()}.*expires within \\d+ ms`))
+    // leaseMs, plus up to 2 s of whole-second timestamps, plus the retry step.
+    await retryUntilOpen(() => openRegion({ backend, pageSize: 4096 }), 6_000)
+  })
+}
+
 // s3rver ignores If-None-Match and If-Match, so these run the weaker lease
 // (writerLease: 'best-effort', the s3Spec default here); the conditional
-// protocol is untested against a real service (docs/backends.md).
+// protocol is tested below through a proxy that adds them.
 describe('s3 pages mode: the writer lease', () => {
   it('by default refuses a service that ignores conditional writes, before writing anything', async () => {
     const prefix = uniqueKey('strict')
@@ -170,37 +204,7 @@ describe('s3 pages mode: the writer lease', () => {
     expect(short.message).toMatch(/≥ 1000/)
   })
 
-  it('refuses a second writer with ERR_LOCKED naming the holder; readers still open; close releases it', async () => {
-    const prefix = uniqueKey('lease')
-    const writer = await openRegion({ backend: s3Spec(prefix), size: SIZE, pageSize: PAGE })
-    try {
-      expect(await keysUnder(prefix)).toEqual(['faultline.json', 'faultline.lease'])
-      const second = await rejection(openRegion({ backend: s3Spec(prefix), pageSize: PAGE }))
-      expect(second).toMatchObject({ code: 'ERR_LOCKED', option: 'access' })
-      expect(second.message).toMatch(new RegExp(`already open read-write by ${process.pid}@${hostname()}; one writer per page store`))
-      writer.view(0, 1)[0] = 9
-      await writer.flush()
-      const reader = await openRegion({ backend: s3Spec(prefix), pageSize: PAGE, access: 'read-only' })
-      expect(reader.view(0, 1)[0]).toBe(9)
-      await reader.close()
-    } finally {
-      await writer.close()
-    }
-    expect(await keysUnder(prefix)).toEqual(['faultline.json', 'pages/0000000000'])
-    await (await openRegion({ backend: s3Spec(prefix), pageSize: PAGE })).close()
-  })
-
-  it("takes over the lease of a writer that was SIGKILLed, once it expired", async () => {
-    const prefix = uniqueKey('dead')
-    const spec = s3Spec(prefix, { leaseMs: 1000 })
-    const pid = await crashedWriter(spec)
-    const again = await rejection(openRegion({ backend: spec, pageSize: 4096 }))
-    expect(again).toMatchObject({ code: 'ERR_LOCKED' })
-    expect(again.message).toMatch(new RegExp(`by ${pid}@${hostname()}.*expires within \\d+ ms`))
-    // leaseMs, plus up to 2 s of whole-second timestamps, plus the retry step.
-    const tookMs = await retryUntilOpen(() => openRegion({ backend: spec, pageSize: 4096 }), 6_000)
-    expect(tookMs).toBeGreaterThan(0)
-  })
+  leaseBasics((prefix, extra) => s3Spec(prefix, extra))
 
   it('a writer whose lease was taken over has its writes refused, and its pages stay dirty', async () => {
     const prefix = uniqueKey('lost')
@@ -224,6 +228,56 @@ describe('s3 pages mode: the writer lease', () => {
       }
     } finally {
       await first.close().catch(() => undefined)
+    }
+  })
+})
+
+// The conditional protocol against s3rver with If-None-Match / If-Match on PUT
+// added by a proxy (test/fixtures/conditional-proxy.mjs): what AWS S3 answers,
+// not AWS S3 itself.
+describe('s3 pages mode: the writer lease with conditional writes', () => {
+  let proxy: ConditionalProxy
+  beforeAll(async () => {
+    proxy = await startConditionalProxy()
+  })
+  afterAll(async () => {
+    await proxy.close()
+  })
+  const spec = (prefix: string, extra: Record<string, unknown> = {}): BackendSpec => s3Spec(prefix, { endpoint: proxy.endpoint, writerLease: undefined, ...extra })
+
+  leaseBasics((prefix, extra) => spec(prefix, extra))
+
+  it('opens by default (writerLease: conditional) once the probe saw both conditional PUTs refused', async () => {
+    const before = await proxy.refused()
+    const writer = await openRegion({ backend: spec(uniqueKey('cond')), size: SIZE, pageSize: PAGE })
+    await writer.close()
+    expect((await proxy.refused()) - before).toBe(2)
+  })
+
+  it('of three writers opening at once, exactly one gets the lease', async () => {
+    for (let round = 0; round < 3; round++) {
+      const prefix = uniqueKey('race')
+      await createStore(prefix)
+      const opens = await Promise.allSettled([0, 1, 2].map(() => openRegion({ backend: spec(prefix), pageSize: PAGE })))
+      const won = opens.filter((o) => o.status === 'fulfilled')
+      expect(won.length).toBe(1)
+      for (const o of opens) if (o.status === 'rejected') expect(o.reason).toMatchObject({ code: 'ERR_LOCKED' })
+      await (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof openRegion>>>).value.close()
+    }
+  })
+
+  it('a writer whose lease object vanished refuses its writes (If-Match fails)', async () => {
+    const prefix = uniqueKey('cond-lost')
+    const writer = await openRegion({ backend: spec(prefix, { leaseMs: 1000 }), size: SIZE, pageSize: PAGE })
+    try {
+      await deleteObject(`${prefix}/faultline.lease`)
+      await new Promise((r) => setTimeout(r, 500))
+      writer.view(0, 1)[0] = 1
+      const err = await rejection(writer.flush())
+      expect(err.message).toMatch(/writer lease expired and was taken by another process/)
+      expect(await exists(pageKey(prefix, 0))).toBe(false)
+    } finally {
+      await writer.close().catch(() => undefined)
     }
   })
 })
