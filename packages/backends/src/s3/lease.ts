@@ -155,7 +155,8 @@ export class S3Lease {
     return this.renewing
   }
 
-  private async renewOnce(): Promise<void> {
+  /** `adopted`: the ETag was just taken from a read of our own lease; a second 412 then means the service cannot match it. */
+  private async renewOnce(adopted = false): Promise<void> {
     if (this.lostTo !== undefined) return
     const sentAt = performance.now()
     const Body = JSON.stringify({ format: 'faultline-lease', holder: this.holder, token: this.token, leaseMs: this.config.leaseMs, renewal: ++this.renewal } satisfies LeaseBody)
@@ -171,8 +172,10 @@ export class S3Lease {
       // Someone else wrote it, or a renewal of ours landed after its request timed out.
       const seen = await observe(this.config, this.client, this.key)
       if (seen?.body?.token === this.token) {
+        // Not renewed (so writes stop at leaseMs / 2) if even the stored ETag does not match.
+        if (adopted) throw new Error(`the service refused If-Match with the lease's own ETag ${seen.etag}`)
         this.etag = seen.etag
-        return this.renewOnce()
+        return this.renewOnce(true)
       }
       this.lostTo = seen?.body?.holder ?? 'another process (the lease object was deleted)'
       return
