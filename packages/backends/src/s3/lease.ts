@@ -181,8 +181,9 @@ export class S3Lease {
       return
     }
     const seen = await observe(this.config, this.client, this.key)
-    if (seen !== undefined && seen.body?.token !== this.token) {
-      this.lostTo = seen.body?.holder ?? 'another process'
+    // A vanished lease object is lost too: writing it again would race a writer that found none and took it.
+    if (seen === undefined || seen.body?.token !== this.token) {
+      this.lostTo = seen === undefined ? 'another process (the lease object was deleted)' : (seen.body?.holder ?? 'another process')
       return
     }
     await this.client.send(new PutObjectCommand({ Bucket: this.config.bucket, Key: this.key, Body, ContentType: 'application/json' }))
