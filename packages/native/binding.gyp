@@ -1,4 +1,7 @@
 {
+  # faultline_sanitize: a -fsanitize= list (e.g. "address,undefined") for the
+  # sanitizer build (scripts/sanitize.sh); empty for the normal build.
+  "variables": { "faultline_sanitize%": "" },
   "targets": [
     {
       "target_name": "faultline",
@@ -19,7 +22,14 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "cflags_cc!": ["-fno-exceptions"]
+      "cflags_cc!": ["-fno-exceptions"],
+      "conditions": [
+        ["faultline_sanitize != ''", {
+          # -O1 -g: reports with exact lines and no frames inlined away.
+          "cflags_cc": ["-fsanitize=<(faultline_sanitize)", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=<(faultline_sanitize)"]
+        }]
+      ]
     }
   ]
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The native and core suites against the addon built with AddressSanitizer
+# and UndefinedBehaviorSanitizer (docs/DEVELOPERS.md, "Sanitizers"). Builds
+# packages/native/build-sanitize/, leaves build/Release alone, and fails on a
+# failing test or on any sanitizer report, from any process of the run.
+# Arguments replace the default vitest arguments `test/native test/core`
+# (e.g. `pnpm sanitize test/native/watch.test.ts`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=${FAULTLINE_SANITIZE:-address,undefined}
+FAULTLINE_SANITIZE=$sanitize nice node packages/native/scripts/build-native.mjs
+
+cxx=${CXX:-c++}
+preload=""
+case ",$sanitize," in *,address,*) preload=$($cxx -print-file-name=libasan.so) ;; esac
+case ",$sanitize," in *,undefined,*) preload="${preload:+$preload:}$($cxx -print-file-name=libubsan.so)" ;; esac
+
+# Reports go to files as well as stderr, so that one from a child process
+# or a crashed worker is not lost in vitest's output. World-writable: one
+# suite runs a child as uid 65534.
+logs=$(mktemp -d /tmp/faultline-sanitize.XXXXXX)
+chmod 1777 "$logs"
+
+# Everything vitest starts inherits these: its forked workers, their Worker
+# threads and the child processes the suites spawn.
+export FAULTLINE_ADDON_PATH=$PWD/packages/native/build-sanitize/build/Release/faultline.node
+# The ASan runtime must be loaded before anything else (node itself is not
+# instrumented); libasan first.
+export LD_PRELOAD=$preload
+# detect_leaks=0: every allocation the addon makes is reached through Node
+# and V8 frames, so a LeakSanitizer suppression list broad enough to silence
+# Node's own exit-time leaks would silence the addon's too. Leaked fds,
+# threads, mappings and memory are what test/core/leaks.test.ts measures.
+# handle_sigbus=0: SIGBUS is faultline's designed answer to a poisoned page
+# (UFFDIO_POISON), which suites provoke on purpose in child processes.
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:handle_sigbus=0:log_path=$logs/asan:log_exe_name=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan:log_exe_name=1
+
+# Nothing is excluded: the suites that measure RSS and the one that runs a
+# child as uid 65534 pass against the sanitizer addon as they are.
+[ "$#" -gt 0 ] || set -- test/native test/core
+status=0
+nice npx vitest run "$@" || status=$?
+
+if compgen -G "$logs/*" >/dev/null; then
+  echo "faultline sanitize: sanitizer reports (in $logs):" >&2
+  cat "$logs"/* >&2
+  status=1
+else
+  rm -rf "$logs"
+fi
+[ "$status" -eq 0 ] && echo "faultline sanitize: no sanitizer reports; every test passed (-fsanitize=$sanitize)" >&2
+exit "$status"
