@@ -5,7 +5,7 @@
 // sanitizer addon instead, into build-sanitize/build/Release, so that the
 // normal build/Release stays as it is; scripts/sanitize.sh loads it through
 // FAULTLINE_ADDON_PATH.
-import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exitUnlessBuildable, nodeGyp } from './node-gyp.mjs'
@@ -15,7 +15,13 @@ exitUnlessBuildable()
 const jobs = process.env.JOBS ?? 'max'
 const sanitize = process.env.FAULTLINE_SANITIZE ?? ''
 if (sanitize === '') {
-  const steps = existsSync(join(pkgDir, 'build', 'Makefile')) ? ['build'] : ['configure', 'build']
+  // Configure again when binding.gyp changed since the Makefile was made
+  // (a checkout moved to another branch): make would otherwise regenerate it
+  // with the gyp of whichever node-gyp configured first, which may be gone
+  // or not executable.
+  const makefile = join(pkgDir, 'build', 'Makefile')
+  const fresh = existsSync(makefile) && statSync(makefile).mtimeMs >= statSync(join(pkgDir, 'binding.gyp')).mtimeMs
+  const steps = fresh ? ['build'] : ['configure', 'build']
   for (const verb of steps) nodeGyp(pkgDir, [verb, `--jobs=${jobs}`])
 } else {
   if (!/^[a-z-]+(,[a-z-]+)*$/.test(sanitize)) {
