@@ -35,16 +35,25 @@ function watchRecording(fd: number, base: number, fallback: Uint8Array): { watch
   return { watcher, seen }
 }
 
-/** A worker that reads byte 1 of each page in `reads`, in order, and posts the values. */
-function reader(base: number, pages: number, reads: number[]) {
+/**
+ * A worker that reads byte 1 of each page in `reads`, in order, and posts the
+ * values. With `started`, it sets started[0] to 1 (and notifies) just before
+ * its first read, so a test can wait for the read itself rather than guess
+ * how long the worker takes to start.
+ */
+function reader(base: number, pages: number, reads: number[], started?: Int32Array) {
   return startWorker(
     `
     const view = new Uint8Array(native.externalBuffer(workerData.base, workerData.pages * workerData.PAGE));
+    if (workerData.started !== undefined) {
+      Atomics.store(workerData.started, 0, 1);
+      Atomics.notify(workerData.started, 0);
+    }
     const values = workerData.reads.map((p) => view[p * workerData.PAGE + 1]);
     native.detachBuffer(view.buffer);
     parentPort.postMessage({ type: 'values', values });
     `,
-    { base, pages, reads, PAGE },
+    { base, pages, reads, PAGE, started },
   )
 }
 
@@ -119,11 +128,17 @@ describe('serveNatively', () => {
     const source = shared(pattern(1, 7))
     await withServed({ pages: 1, mode: MISSING, fallback: pattern(1, 8) }, async ({ r, watcher, seen, stats, workers }) => {
       watcher.addSource(0, 1, source)
-      const worker = reader(r.base, 1, [0])
+      const started = new Int32Array(new SharedArrayBuffer(4))
+      const worker = reader(r.base, 1, [0], started)
       workers.push(worker)
       const read = nextMessage(worker, 'values') // listen at once: a message with no listener is lost
       // Hold this thread (and so the watcher) until the fault is queued, then
-      // install the page behind the watcher's back without waking anyone.
+      // install the page behind the watcher's back without waking anyone. A
+      // worker starts in tens of ms, or in seconds on a loaded machine under
+      // ASan: wait for it to be about to read, then give the read itself
+      // 300 ms to reach the kernel. Had the copy come first, the read would
+      // not fault at all and nothing would be reported.
+      expect(Atomics.wait(started, 0, 0, 4000), 'the reader worker did not start within 4 s (the watchdog fires at 5)').not.toBe('timed-out')
       sleepSync(300)
       expect(native.uffdCopy(r.fd, r.base, source, 0, PAGE, constants.UFFDIO_COPY_MODE_DONTWAKE)).toBe(PAGE)
       const { values } = await read
