@@ -37,11 +37,13 @@ export LD_PRELOAD=$preload
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:handle_sigbus=0:log_path=$logs/asan:log_exe_name=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan:log_exe_name=1
 
-# Nothing is excluded: the suites that measure RSS and the one that runs a
-# child as uid 65534 pass against the sanitizer addon as they are.
+# Excluded, always: test/core/leaks.test.ts compares mappings, VmSize and
+# RSS with a baseline, and ASan's shadow memory, allocator and quarantine
+# move them by far more than its allowances (mappings 747 -> 1570, RSS
+# 648 -> 901 MiB in a run with no leak). It runs in pnpm test instead.
 [ "$#" -gt 0 ] || set -- test/native test/core
 status=0
-nice npx vitest run "$@" || status=$?
+nice npx vitest run --exclude test/core/leaks.test.ts "$@" || status=$?
 
 if compgen -G "$logs/*" >/dev/null; then
   echo "faultline sanitize: sanitizer reports (in $logs):" >&2
