@@ -16,11 +16,14 @@ preload=""
 case ",$sanitize," in *,address,*) preload=$($cxx -print-file-name=libasan.so) ;; esac
 case ",$sanitize," in *,undefined,*) preload="${preload:+$preload:}$($cxx -print-file-name=libubsan.so)" ;; esac
 
-# Reports go to files as well as stderr, so that one from a child process
-# or a crashed worker is not lost in vitest's output. World-writable: one
-# suite runs a child as uid 65534.
+# ASan writes its reports to files in $logs (log_path), so that one from a
+# child process or a crashed worker is not lost in vitest's output.
+# World-writable: one suite runs a child as uid 65534. UBSan, combined with
+# ASan (GCC 12), ignores log_path and reports on stderr only, so vitest's
+# output is kept as well and searched for reports of either.
 logs=$(mktemp -d /tmp/faultline-sanitize.XXXXXX)
 chmod 1777 "$logs"
+output=$(mktemp /tmp/faultline-sanitize-output.XXXXXX)
 
 # Everything vitest starts inherits these: its forked workers, their Worker
 # threads and the child processes the suites spawn.
@@ -42,15 +45,33 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan:log
 # move them by far more than its allowances (mappings 747 -> 1570, RSS
 # 648 -> 901 MiB in a run with no leak). It runs in pnpm test instead.
 [ "$#" -gt 0 ] || set -- test/native test/core
-status=0
-nice npx vitest run --exclude test/core/leaks.test.ts "$@" || status=$?
+set +e
+nice npx vitest run --exclude test/core/leaks.test.ts "$@" 2>&1 | tee "$output"
+vitest_status=${PIPESTATUS[0]}
+set -e
+status=$vitest_status
 
+reported=0
 if compgen -G "$logs/*" >/dev/null; then
   echo "faultline sanitize: sanitizer reports (in $logs):" >&2
   cat "$logs"/* >&2
+  reported=1
+fi
+# UBSan: "<file>:<line>:<col>: runtime error: ..."; either, by its summary.
+if grep -aE ': runtime error: |ERROR: AddressSanitizer|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)' "$output" >"$logs.found"; then
+  echo "faultline sanitize: sanitizer reports in the test output:" >&2
+  cat "$logs.found" >&2
+  reported=1
+fi
+rm -f "$logs.found" "$output"
+if [ "$reported" -eq 1 ]; then
   status=1
 else
   rm -rf "$logs"
 fi
-[ "$status" -eq 0 ] && echo "faultline sanitize: no sanitizer reports; every test passed (-fsanitize=$sanitize)" >&2
+if [ "$status" -eq 0 ]; then
+  echo "faultline sanitize: no sanitizer reports; every test passed (-fsanitize=$sanitize)" >&2
+else
+  echo "faultline sanitize: FAILED (vitest exit $vitest_status, sanitizer reports: $([ "$reported" -eq 1 ] && echo yes || echo none))" >&2
+fi
 exit "$status"
