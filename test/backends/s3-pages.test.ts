@@ -218,8 +218,7 @@ describe('s3 pages mode: the writer lease', () => {
         await new Promise((r) => setTimeout(r, 500))
         first.view(0, 1)[0] = 1
         const err = await rejection(first.flush())
-        // The pager reports a failed write-back as ERR_BACKEND, quoting the backend's ERR_LOCKED message.
-        expect(err.code).toBe('ERR_BACKEND')
+        expect(err.code).toBe('ERR_LOCKED')
         expect(err.message).toMatch(/writer lease expired and was taken by/)
         expect(first.stats().dirtyPages).toBe(1)
         expect(await exists(pageKey(prefix, 0))).toBe(false)
@@ -274,6 +273,7 @@ describe('s3 pages mode: the writer lease with conditional writes', () => {
       await new Promise((r) => setTimeout(r, 500))
       writer.view(0, 1)[0] = 1
       const err = await rejection(writer.flush())
+      expect(err.code).toBe('ERR_LOCKED')
       expect(err.message).toMatch(/writer lease expired and was taken by another process/)
       expect(await exists(pageKey(prefix, 0))).toBe(false)
     } finally {

@@ -167,7 +167,9 @@ export class WriteBack {
     }
     if (failed.length > 0) {
       const cause = firstError instanceof Error ? firstError.message : String(firstError)
-      throw new FaultlineError('ERR_BACKEND', `faultline: writing ${describePages(failed)} to ${this.backend.info.name} failed: ${cause}; they stay dirty and the next flush retries them`, { pages: failed, cause: firstError })
+      // A lost writer lease stays ERR_LOCKED: retrying will not help, and the caller should know why.
+      const code = firstError instanceof FaultlineError && firstError.code === 'ERR_LOCKED' ? 'ERR_LOCKED' : 'ERR_BACKEND'
+      throw new FaultlineError(code, `faultline: writing ${describePages(failed)} to ${this.backend.info.name} failed: ${cause}; they stay dirty and the next flush retries them`, { pages: failed, cause: firstError })
     }
     const ms = performance.now() - started
     this.stats.add('flushes')
