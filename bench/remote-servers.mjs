@@ -19,6 +19,10 @@ const http = createServer((req, res) =>
     res.end()
   }),
 )
+// Longer than the clients' idle sockets live: with Node's 5 s, a client on a
+// loaded machine can reuse a socket the server is closing. (A bench run died
+// once with "other side closed" on a reused socket; this is the likely cause.)
+http.keepAliveTimeout = 65_000
 await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve))
 process.send({ s3Endpoint: `http://127.0.0.1:${s3Address.port}`, httpBase: `http://127.0.0.1:${http.address().port}`, httpDir })
 process.on('disconnect', async () => {
