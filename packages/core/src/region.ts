@@ -125,7 +125,9 @@ export class Region extends EventEmitter<RegionEvents> {
    * - `dontneed`: the range's resident pages leave the region (the next
    *   touch fetches them again); dirty pages are written back first. In a
    *   read-write region it needs `writeTracking: 'sync'`, as `maxResident`
-   *   does: with async tracking a write racing the drop would be lost.
+   *   does: with async tracking a write racing the drop would be lost. In a
+   *   read-only region writes are private, and those to the range are
+   *   discarded, as `MADV_DONTNEED` does on a private mapping.
    * Hints cover whole pages: a partial page at either end counts.
    */
   async advise(offset: number, length: number, advice: Advice): Promise<void> {
