@@ -75,12 +75,76 @@ export class PageFetcher {
   }
 }
 
+/** A read in flight with a deadline: rejected by the sweep once `at` (performance.now()) has passed. */
+interface Deadline {
+  at: number
+  expire(): void
+}
+
+/**
+ * The deadlines of every read in flight on this thread, on one timer. A read
+ * of its own setTimeout + clearTimeout pair was a measurable part of a
+ * single-page fault over Redis (docs/experiments/redis-random-faults.md);
+ * here a read only joins and leaves a set. The timer is armed for the
+ * earliest deadline and is not cleared when that read settles: it fires
+ * then, expires what is due and is armed again for the earliest left, so a
+ * steady stream of reads costs one timer per `fetchTimeoutMs`. It is unref'd:
+ * the pager's uffd watch keeps its thread alive, and a deadline must not.
+ */
+class Deadlines {
+  private readonly pending = new Set<Deadline>()
+  private timer: NodeJS.Timeout | undefined
+  private timerAt = Infinity
+
+  add(d: Deadline): void {
+    this.pending.add(d)
+    if (d.at < this.timerAt) this.arm(d.at)
+  }
+
+  delete(d: Deadline): void {
+    this.pending.delete(d)
+  }
+
+  private arm(at: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timerAt = at
+    // A timer may fire a little before performance.now() reaches `at` (the loop's clock is cached): the sweep then arms again.
+    this.timer = setTimeout(() => this.sweep(), Math.max(1, Math.ceil(at - performance.now())))
+    this.timer.unref()
+  }
+
+  private sweep(): void {
+    this.timer = undefined
+    this.timerAt = Infinity
+    const now = performance.now()
+    let next = Infinity
+    for (const d of this.pending) {
+      if (d.at <= now) {
+        this.pending.delete(d)
+        d.expire()
+      } else if (d.at < next) next = d.at
+    }
+    if (next < Infinity) this.arm(next)
+  }
+}
+
+const deadlines = new Deadlines()
+
 /** `promise`, or a rejection once `ms` have passed without it settling. */
-function settleWithin<T>(promise: Promise<T>, ms: number, name: string): Promise<T> {
+export function settleWithin<T>(promise: Promise<T>, ms: number, name: string): Promise<T> {
   if (!Number.isFinite(ms)) return promise
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${name} did not answer within ${Math.round(ms)} ms`)), Math.max(0, ms))
+  return new Promise<T>((resolve, reject) => {
+    const d: Deadline = { at: performance.now() + Math.max(0, ms), expire: () => reject(new Error(`${name} did not answer within ${Math.round(ms)} ms`)) }
+    deadlines.add(d)
+    promise.then(
+      (value) => {
+        deadlines.delete(d)
+        resolve(value)
+      },
+      (err: unknown) => {
+        deadlines.delete(d)
+        reject(err)
+      },
+    )
   })
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
 }
