@@ -91,6 +91,31 @@ describe('redis backend: the page-read connection', () => {
     expect((await pageConnections()).filter((id) => !before.includes(id))).toEqual([])
   })
 
+  it('times each command from when it was sent: one answered in time does not fail the next early (commandTimeoutMs)', async () => {
+    // Answers the connect's CLIENT SETNAME and the first MGET, then never again.
+    let commands = 0
+    const hung = net.createServer((socket) => {
+      socket.on('data', () => {
+        commands++
+        if (commands === 1) socket.write('+OK\r\n')
+        else if (commands === 2) socket.write('*1\r\n$1\r\nx\r\n')
+      })
+    })
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+    const port = (hung.address() as net.AddressInfo).port
+    try {
+      const reader = await PageReader.connect({ host: '127.0.0.1', port, username: undefined, password: undefined, db: 0, connectTimeoutMs: 1000, commandTimeoutMs: 300, allocate: (n) => Buffer.alloc(n) })
+      expect((await reader.mget(['a']))[0]?.toString()).toBe('x')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const t0 = performance.now()
+      await expect(reader.mget(['b'])).rejects.toThrow(/did not answer in time \(commandTimeoutMs, 300 ms\)/)
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(290)
+      expect(reader.usable).toBe(false)
+    } finally {
+      hung.close()
+    }
+  })
+
   it('fails the commands in flight, and the connection, when the server stops answering (commandTimeoutMs)', async () => {
     // Answers the connect's CLIENT SETNAME, then reads on and never answers again: a hung server.
     const hung = net.createServer((socket) => {

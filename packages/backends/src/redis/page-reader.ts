@@ -32,6 +32,8 @@ export interface PageReaderOptions {
 interface Pending {
   resolve(reply: RespReply): void
   reject(err: Error): void
+  /** performance.now() by which its reply must have come. */
+  due: number
 }
 
 /** A page-read connection lost sooner than this after it was made counts as a failed attempt (backoff grows). */
@@ -45,6 +47,16 @@ export class PageReader {
   private readonly parser: RespParser
   private socket: net.Socket | undefined
   private failure: Error | undefined
+  /**
+   * commandTimeoutMs for every command in flight, on one timer: replies come
+   * in order, so the oldest command is the one due first. The timer is not
+   * cleared when a reply comes (a setTimeout + clearTimeout per page read was
+   * a measurable part of a fault: docs/experiments/redis-random-faults.md);
+   * it fires when the command it was armed for was due and, if an older one
+   * is still waiting by then, fails the connection, else is armed again for
+   * the oldest left.
+   */
+  private timer: NodeJS.Timeout | undefined
 
   private constructor(private readonly options: PageReaderOptions) {
     this.parser = new RespParser(
@@ -139,20 +151,32 @@ export class PageReader {
   private command(args: readonly string[]): Promise<RespReply> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new Error(`Redis did not answer in time (commandTimeoutMs, ${this.options.commandTimeoutMs} ms)`)), this.options.commandTimeoutMs)
       this.pending.push({
         resolve: (reply) => {
-          clearTimeout(timer)
           if (reply instanceof RedisReplyError) reject(reply)
           else resolve(reply)
         },
-        reject: (err) => {
-          clearTimeout(timer)
-          reject(err)
-        },
+        reject,
+        due: performance.now() + this.options.commandTimeoutMs,
       })
+      if (this.timer === undefined) this.armTimer(this.options.commandTimeoutMs)
       this.socket!.write(encode(args))
     })
+  }
+
+  private armTimer(ms: number): void {
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, Math.ceil(ms)))
+    // The socket keeps the thread alive while commands are in flight; this timer must not once they are answered.
+    this.timer.unref()
+  }
+
+  private onTimer(): void {
+    this.timer = undefined
+    const oldest = this.pending[0]
+    if (oldest === undefined || this.failure !== undefined) return
+    const left = oldest.due - performance.now()
+    if (left <= 0) this.fail(new Error(`Redis did not answer in time (commandTimeoutMs, ${this.options.commandTimeoutMs} ms)`))
+    else this.armTimer(left)
   }
 
   /** Always true: returning false would pause the socket. */
@@ -170,6 +194,8 @@ export class PageReader {
   private fail(err: Error): void {
     if (this.failure !== undefined) return
     this.failure = err
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
     this.socket?.destroy()
     for (const p of this.pending.splice(0)) p.reject(err)
   }
