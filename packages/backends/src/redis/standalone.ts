@@ -17,7 +17,9 @@ export class StandaloneIo implements PageIo {
 
   async get(keys: readonly string[]): Promise<Array<Buffer | null>> {
     const reader = this.pageReads?.current()
-    const mget = reader !== undefined ? (part: string[]) => reader.mget(part) : (part: string[]) => this.client.mgetBuffer(...part)
+    const mget = reader !== undefined ? (part: readonly string[]) => reader.mget(part) : (part: readonly string[]) => this.client.mgetBuffer(...part)
+    // One command (a fault's read): no allSettled and flat() to wait through.
+    if (keys.length <= this.keysPerCommand) return mget(keys)
     const parts = await settleAll(chunks(keys, this.keysPerCommand).map(mget))
     return parts.flat()
   }
