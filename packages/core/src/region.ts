@@ -107,8 +107,7 @@ export class Region extends EventEmitter<RegionEvents> {
   /** Fetches and installs the pages covering `[offset, offset + length)` ahead of use. */
   async prefetch(offset = 0, length = this.size - offset): Promise<void> {
     this.assertOpen('prefetch()')
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
-    if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size) throw outOfRange('length', `must be positive with offset + length ≤ ${this.size} (got ${length})`)
+    this.assertRange(offset, length)
     await this.host.request({ op: 'prefetch', offset, length })
   }
 
@@ -130,10 +129,15 @@ export class Region extends EventEmitter<RegionEvents> {
    *   discarded, as `MADV_DONTNEED` does on a private mapping.
    * Hints cover whole pages: a partial page at either end counts.
    */
-  async advise(offset: number, length: number, advice: Advice): Promise<void> {
-    this.assertOpen('advise()')
+  /** ERR_OUT_OF_RANGE unless [offset, offset + length) is a non-empty part of the region. */
+  private assertRange(offset: number, length: number): void {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) throw outOfRange('offset', `must be a whole number in [0, ${this.size}) (got ${offset})`)
     if (!Number.isSafeInteger(length) || length <= 0 || offset + length > this.size) throw outOfRange('length', `must be positive with offset + length ≤ ${this.size} (got ${length})`)
+  }
+
+  async advise(offset: number, length: number, advice: Advice): Promise<void> {
+    this.assertOpen('advise()')
+    this.assertRange(offset, length)
     if (!isAdvice(advice)) throw invalidOption('advice', `must be one of ${ADVICE.map((a) => `'${a}'`).join(', ')} (got ${describe(advice)})`)
     if (advice === 'dontneed' && !this.readOnly && this.writeTracking === 'async-wp') {
       throw invalidOption('advice', "'dontneed' in a read-write region needs writeTracking: 'sync' (with async tracking a write racing the drop would be lost)")

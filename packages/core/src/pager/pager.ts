@@ -374,13 +374,14 @@ export class Pager {
     this.queue = []
     this.readaheadParts = []
     queue.sort((a, b) => a - b)
-    const batches: number[][] = []
-    for (let i = 0; i < queue.length; i += this.config.maxBatchPages) batches.push(queue.slice(i, i + this.config.maxBatchPages))
-    for (const batch of [...batches, ...parts]) {
-      void this.runBatch(batch).catch(() => {
-        // Already reported through poison + event; faulters got SIGBUS.
-      })
-    }
+    for (let i = 0; i < queue.length; i += this.config.maxBatchPages) this.startBatch(queue.slice(i, i + this.config.maxBatchPages))
+    for (const part of parts) this.startBatch(part)
+  }
+
+  private startBatch(pages: number[]): void {
+    void this.runBatch(pages).catch(() => {
+      // Already reported through poison + event; faulters got SIGBUS.
+    })
   }
 
   /**

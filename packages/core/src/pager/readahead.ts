@@ -86,7 +86,6 @@ export class SequentialReadahead {
   onMiss(page: number): ReadaheadPlan | undefined {
     const previous = this.lastMiss
     this.lastMiss = page
-    const hint = this.hint(page)
     const s = this.stream
     if (s !== undefined && page > s.seen && page <= s.end) {
       // The reader caught up with the stream, or went past its prediction.
@@ -96,6 +95,7 @@ export class SequentialReadahead {
       return this.topUp(s)
     }
     this.endStream()
+    const hint = this.hint(page)
     if (hint === 'random') return undefined
     if (hint === 'sequential' || page === previous + 1 || page === 0) {
       const start = hint !== 'sequential' && page === previous + 1 ? previous : page
@@ -114,8 +114,8 @@ export class SequentialReadahead {
     }
     // A marker of a stream given up on: the reader came back to it.
     this.endStream()
-    if (this.hint(page) === 'random') return undefined
-    return this.startStream(page, page, this.hint(page) === 'sequential')
+    const hint = this.hint(page)
+    return hint === 'random' ? undefined : this.startStream(page, page, hint === 'sequential')
   }
 
   private startStream(start: number, seen: number, sequentialHint: boolean): ReadaheadPlan | undefined {

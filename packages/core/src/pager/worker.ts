@@ -217,6 +217,11 @@ function openUffd(features: number): ReturnType<typeof native.uffdOpen> {
   }
 }
 
+/** First and last page a byte range of the region touches. */
+function pagesOf(range: { offset: number; length: number }): [number, number] {
+  return [Math.floor(range.offset / options.pageSize), Math.floor((range.offset + range.length - 1) / options.pageSize)]
+}
+
 function serve(pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: () => Promise<void>): void {
   let closing: Promise<void> | undefined
   port.on('message', (req: PagerRequest) => {
@@ -228,18 +233,12 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
           reply,
         )
         return
-      case 'prefetch': {
-        const first = Math.floor(req.offset / options.pageSize)
-        const last = Math.floor((req.offset + req.length - 1) / options.pageSize)
-        pager.prefetch(first, last).then(() => reply(), reply)
+      case 'prefetch':
+        pager.prefetch(...pagesOf(req)).then(() => reply(), reply)
         return
-      }
-      case 'advise': {
-        const first = Math.floor(req.offset / options.pageSize)
-        const last = Math.floor((req.offset + req.length - 1) / options.pageSize)
-        pager.advise(first, last, req.advice).then(() => reply(), reply)
+      case 'advise':
+        pager.advise(...pagesOf(req), req.advice).then(() => reply(), reply)
         return
-      }
       case 'flush':
         // Read-only regions have nothing to write: their writes are private.
         ;(pager.writeBack?.flush() ?? Promise.resolve()).then(() => reply(), reply)
