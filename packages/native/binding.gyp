@@ -17,7 +17,8 @@
         "src/pagemap.cc",
         "src/copy_page.cc",
         "src/installer.cc",
-        "src/watchdog.cc"
+        "src/watchdog.cc",
+        "src/peers.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

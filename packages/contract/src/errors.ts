@@ -29,6 +29,8 @@ export type FaultlineErrorCode =
   | 'ERR_LOCKED'
   /** Size/page size disagree with what the backend holds or cannot be determined. */
   | 'ERR_GEOMETRY'
+  /** A process served by `faultline serve` sent a handshake or command that cannot be served, or went away; the message says which. */
+  | 'ERR_PEER'
 
 export class FaultlineError extends Error {
   override name = 'FaultlineError'

@@ -108,6 +108,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitFiles(env, exports);
   InitPagemap(env, exports);
   InitInstaller(env, exports);
+  InitPeers(env, exports);
   SetConstants(env, exports);
   return exports;
 }

@@ -129,5 +129,6 @@ void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFiles(Napi::Env env, Napi::Object exports);
 void InitPagemap(Napi::Env env, Napi::Object exports);
 void InitInstaller(Napi::Env env, Napi::Object exports);
+void InitPeers(Napi::Env env, Napi::Object exports);
 
 }  // namespace faultline

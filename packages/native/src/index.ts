@@ -288,6 +288,34 @@ export interface NativeAddon {
   /** lseek(fd, offset, SEEK_DATA|SEEK_HOLE); returns -1 for ENXIO (no more data). */
   seekData(fd: number, offset: number): number
   seekHole(fd: number, offset: number): number
+
+  // ---- serving other processes (faultline serve) ----------------------------
+
+  /** A non-blocking, close-on-exec Unix stream socket bound to `path` and listening (RangeError if `path` does not fit sun_path). */
+  unixListen(path: string, backlog?: number): number
+  /** The next waiting connection (non-blocking, close-on-exec) with its peer's credentials (SO_PEERCRED), or null when none waits. */
+  unixAccept(fd: number): { fd: number; pid: number; uid: number } | null
+  /**
+   * One recvmsg: the bytes and the descriptors passed with them (SCM_RIGHTS,
+   * close-on-exec, owned by the caller), or null when nothing is queued.
+   * Empty `bytes` is the end of the stream. `truncated`: data or descriptors
+   * did not fit (extra descriptors were closed by the kernel).
+   */
+  recvWithFds(fd: number, maxBytes: number): { bytes: Buffer; fds: number[]; truncated: boolean } | null
+  /** send(MSG_DONTWAIT|MSG_NOSIGNAL): bytes sent, 0 when the socket buffer is full; a gone peer throws EPIPE. */
+  sendBytes(fd: number, bytes: Uint8Array): number
+  /**
+   * process_vm_readv of `out.length` bytes at `address` in process `pid`;
+   * returns the bytes read. Only for pages known to be present: a missing
+   * page the calling thread serves would fault into the calling thread.
+   */
+  readPeerMemory(pid: number, address: number, out: Uint8Array): number
+  /**
+   * Watches `fd` on this thread's loop: `callback(readable, hangup)` each time
+   * it is readable or the peer hung up. Keeps the loop alive until `stop()`;
+   * stop it before closing the fd.
+   */
+  pollFd(fd: number, callback: (readable: boolean, hangup: boolean) => void): { stop(): void }
 }
 
 export interface UffdMessage {

@@ -8,12 +8,14 @@ import { parseFlags } from './flags.js'
 import { runDisagg, type DisaggOptions } from './disagg.js'
 import { exportFile, importFile } from './transfer.js'
 import { parseTransferArgs, TRANSFER_USAGE } from './transfer-args.js'
+import { fetchStatus, formatStatus, parseServeArgs, runServe, SERVE_USAGE } from './serve.js'
 
 const USAGE = `usage: faultline [run] [--size 256M] [--page-size 64K] [--random-pages N] [--keep]
        faultline bench [--backend URL] [--size 256M] [--max-resident 64M] [--page-size 64K]
                        [--pattern random|zipf] [--touches N]
                             memory-disaggregation run: working set ≫ maxResident
 ${TRANSFER_USAGE}
+${SERVE_USAGE}
        faultline probe      print the userfaultfd features this kernel offers
        faultline --help
 
@@ -73,6 +75,13 @@ async function main(argv: string[]): Promise<number> {
     case 'export': {
       const a = parseTransferArgs('export', rest, fail)
       await exportFile(a.from, a.to, a.options, (line) => process.stdout.write(`${line}\n`))
+      return 0
+    }
+    case 'serve': {
+      const a = parseServeArgs(rest, fail)
+      if (!a.status) return runServe(a, (line) => process.stdout.write(`${line}\n`))
+      const status = await fetchStatus(a.socket!)
+      process.stdout.write(`${a.json ? JSON.stringify(status) : formatStatus(status)}\n`)
       return 0
     }
     case 'probe': {

@@ -2,7 +2,8 @@
 import { Worker } from 'node:worker_threads'
 import { deserializeError, FaultlineError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
-import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerToHost } from './protocol.js'
+import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
+import type { PeerAttach } from './peer.js'
 import { StatsWriter } from '../stats.js'
 import { PoolMember } from '../pool.js'
 
@@ -50,7 +51,7 @@ export class PagerHost {
     })
   }
 
-  static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void): Promise<PagerHost> {
+  static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void, peer?: PeerAttach): Promise<PagerHost> {
     const entry = new URL('./worker.js', import.meta.url)
     // A worker inherits the process's flags, and under --input-type (node -e)
     // refuses to start from a file; an eval'd import() is string input, valid
@@ -59,7 +60,7 @@ export class PagerHost {
     const stringEntry = process.execArgv.some((arg) => arg.startsWith('--input-type'))
     const worker = new Worker(stringEntry ? `import(${JSON.stringify(entry.href)})` : entry, {
       eval: stringEntry,
-      workerData: { options, stats },
+      workerData: { options, stats, peer } satisfies PagerStartData,
       // The pager's own stack and heap; it never runs user code on the fault path.
       name: 'faultline-pager',
     })

@@ -3,10 +3,13 @@ import type { SerializedError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
 import type { WriteTrackingMode } from '../stats.js'
 import type { Advice } from '../advice.js'
+import type { PeerAttach } from './peer.js'
 
 export interface PagerStartData {
   options: NormalizedOptions
   stats: SharedArrayBuffer
+  /** Set when the pager serves another process's range (faultline serve) instead of a region of its own. */
+  peer?: PeerAttach | undefined
 }
 
 export interface PagerReady {
@@ -36,7 +39,8 @@ export type PagerRequest =
   /** Bytes straight from the backend, not the mapping: region.read(). */
   | { id: number; op: 'read'; offset: number; length: number }
   | { id: number; op: 'flush' }
-  | { id: number; op: 'close' }
+  /** `discard`: a gone peer's dirty pages cannot be read any more; close without writing them. */
+  | { id: number; op: 'close'; discard?: boolean }
 
 export interface PagerReply {
   kind: 'reply'

@@ -20,9 +20,11 @@ import { SecondTier } from './second-tier.js'
 import { PoolMember, ResidentPool } from '../pool.js'
 import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
+import { offsetBackend, PeerMemory, screenPeerMessages } from './peer.js'
+import { PageSet } from './pageset.js'
 
 const port = parentPort!
-const { options, stats: statsBuffer } = workerData as PagerStartData
+const { options, stats: statsBuffer, peer } = workerData as PagerStartData
 const post = (msg: PagerToHost): void => port.postMessage(msg)
 
 /** Messages decoded per readable event; the kernel queues one per faulting thread. */
@@ -39,6 +41,15 @@ async function start(): Promise<void> {
   let address = 0
   try {
     backend = await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' })
+    // A peer's range starts at its offset into the object; pages it gives back read as zeros.
+    const removed = new PageSet(peer === undefined ? 0 : peer.size / options.pageSize)
+    if (peer !== undefined) {
+      const end = backend.info.size
+      if (end !== undefined && peer.offset >= end) {
+        throw new FaultlineError('ERR_GEOMETRY', `faultline serve: the range's offset ${peer.offset} is at or past the end of ${backend.info.name} (${end} bytes)`, { option: 'offset' })
+      }
+      backend = offsetBackend(backend, peer.offset / options.pageSize, options.pageSize, removed)
+    }
     const readOnly = options.access === 'read-only' || backend.info.readOnly
     if (options.access === 'read-write' && backend.info.readOnly) {
       throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} cannot store pages, so the region cannot be opened read-write; open it with access: 'read-only' (writes then stay private to this process)`, { option: 'access' })
@@ -46,21 +57,23 @@ async function start(): Promise<void> {
     if (!readOnly && backend.write === undefined) {
       throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} says it is writable but has no write(); fix the backend or open the region read-only`, { option: 'backend' })
     }
-    const { size, dataSize } = resolveGeometry(options.size, backend.info.size, options.pageSize)
+    const { size, dataSize } = peerGeometry() ?? resolveGeometry(options.size, backend.info.size, options.pageSize)
     // Eviction needs writers to block while a page is dropped: sync tracking.
     const bounded = options.maxResident !== undefined || options.residentPool !== undefined
-    const tracking = readOnly ? 'none' : chooseTracking(bounded ? 'sync' : options.writeTracking)
+    // A peer's pages are read with process_vm_readv, which needs them present: sync tracking only.
+    const tracking = readOnly ? 'none' : peer !== undefined ? 'sync-wp' : chooseTracking(bounded ? 'sync' : options.writeTracking)
     const features =
       FEATURE_BITS.THREAD_ID |
       (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
       (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0)
-    const uffd = openUffd(features)
+    // A peer mapped and registered its range itself, on the descriptor it sent.
+    const uffd = peer === undefined ? openUffd(features) : { fd: peer.uffd, userModeOnly: false }
     fd = uffd.fd
-    address = native.mapAnonymous(size)
-    native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
+    address = peer?.address ?? native.mapAnonymous(size)
+    if (peer === undefined) native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
     const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
-    const memory = new ViewSet(address, size, 'pager')
+    const memory = peer === undefined ? new ViewSet(address, size, 'pager') : new PeerMemory(peer)
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
         { fd, address, size, pageSize: options.pageSize, mode: tracking, batchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? 64), intervalMs: options.writeBack.intervalMs, maxDirtyBytes: options.writeBack.maxDirtyBytes, scanWritten: tracking === 'async-wp' ? makeWrittenScanner(address, size, options.pageSize) : undefined },
@@ -70,7 +83,10 @@ async function start(): Promise<void> {
         post,
       )
     }
-    watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
+    const onMessages = peer === undefined
+      ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
+      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(peer, options.pageSize, count, messages, removed, (p) => pager.dropResident(p), (m) => writeSync(2, `${m}\n`)), messages)
+    watcher = native.watch(fd, WATCH_CAPACITY, onMessages)
     if (backend.info.freshReadBuffers === true) {
       installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results))
       pager.installer = installer
@@ -116,20 +132,24 @@ async function start(): Promise<void> {
       )
       return p
     }
-    serve(pager, read, async () => {
+    serve(pager, read, async (discard) => {
       // Write back first: if that fails the region stays fully alive and close() can be retried.
-      await pager.writeBack?.flush()
+      // (A peer that is gone has no memory left to read: its unflushed writes are lost.)
+      if (!discard) await pager.writeBack?.flush()
       pager.writeBack?.stop()
       pager.stop()
       guarded.stop()
       await pager.idle()
       installer?.stop()
       await Promise.allSettled(reads)
-      memory.close()
       pager.evictor?.release()
-      native.uffdUnregister(fd, address, size)
+      if (memory instanceof ViewSet) {
+        memory.close()
+        native.uffdUnregister(fd, address, size)
+      }
+      // For a peer, closing the last descriptor unregisters its range and wakes its waiters.
       native.closeFd(fd)
-      native.retireMapping(address)
+      if (peer === undefined) native.retireMapping(address)
       await closeBackend(opened)
     })
     post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
@@ -137,8 +157,9 @@ async function start(): Promise<void> {
     // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
     watcher?.stop()
     installer?.stop()
-    if (fd >= 0) native.closeFd(fd)
-    if (address !== 0) native.retireMapping(address)
+    // A peer's descriptor goes back to the server, which closes it.
+    if (fd >= 0 && peer === undefined) native.closeFd(fd)
+    if (address !== 0 && peer === undefined) native.retireMapping(address)
     await backend?.close().catch(() => undefined)
     post({ kind: 'failed', error: serializeError(err) })
     port.close()
@@ -222,7 +243,12 @@ function pagesOf(range: { offset: number; length: number }): [number, number] {
   return [Math.floor(range.offset / options.pageSize), Math.floor((range.offset + range.length - 1) / options.pageSize)]
 }
 
-function serve(pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: () => Promise<void>): void {
+/** A peer's range is what it declared; past the object's end it reads as zeros. */
+function peerGeometry(): { size: number; dataSize: number } | undefined {
+  return peer === undefined ? undefined : { size: peer.size, dataSize: peer.size }
+}
+
+function serve(pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: (discard: boolean) => Promise<void>): void {
   let closing: Promise<void> | undefined
   port.on('message', (req: PagerRequest) => {
     const reply = (error?: unknown): void => post(error === undefined ? { kind: 'reply', id: req.id } : { kind: 'reply', id: req.id, error: serializeError(error) })
@@ -244,7 +270,7 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
         ;(pager.writeBack?.flush() ?? Promise.resolve()).then(() => reply(), reply)
         return
       case 'close':
-        closing ??= shutdown()
+        closing ??= shutdown(req.discard === true)
         closing.then(
           () => {
             reply()

@@ -49,7 +49,7 @@ export class WriteBack {
   constructor(
     private readonly config: WriteBackConfig,
     private readonly backend: Backend,
-    private readonly memory: ViewSet,
+    private readonly memory: Pick<ViewSet, 'view'>,
     private readonly stats: StatsWriter,
     private readonly emit: (event: PagerEvent) => void,
   ) {

@@ -1,0 +1,287 @@
+/**
+ * `faultline serve`: a userfaultfd handler for other processes. Peers
+ * connect to a Unix socket and pass their userfaultfd with a description of
+ * the range they registered (Firecracker's protocol); each range is then
+ * served from the backend by a pager thread of its own, with readahead,
+ * coalescing and stats as for a region.
+ */
+import { existsSync, unlinkSync } from 'node:fs'
+import { connect } from 'node:net'
+import { constants, native } from '@faultline/native'
+import type { BackendSpec } from '@faultline/contract'
+import { FaultlineError, invalidOption } from '../errors.js'
+import { DEFAULT_PAGE_SIZE, describe, normalizeOptions, type NormalizedOptions, type ReadaheadOptions } from '../options.js'
+import type { PagerEvent } from '../pager/protocol.js'
+import { redact } from '../backend/url.js'
+import { Connection } from './connection.js'
+import { decodeCommand, decodeHello, servedPageSize, type PeerHello } from './handshake.js'
+import { closeQuietly, PeerSession, processAlive, type PeerStatus } from './session.js'
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /**
+   * Path of the Unix socket to listen on. A socket file nobody listens on
+   * any more (a server that crashed) is replaced; one with a live server
+   * behind it is an error.
+   */
+  socket: string
+  /** Where the peers' pages come from: a spec or URL, as for openRegion. Byte 0 of the object is offset 0 of a peer's mapping. */
+  backend: BackendSpec | string
+  /**
+   * The fault unit for ranges aligned to it (address, size and offset);
+   * other ranges are served in the system page size. Default 65536.
+   */
+  pageSize?: number
+  /** Readahead per peer range, as for openRegion. */
+  readahead?: ReadaheadOptions
+  /** How long a fault may wait on a failing backend before the peer's access gets SIGBUS. Default 30000 ms. */
+  fetchTimeoutMs?: number
+  /** Most pages per backend request, as for openRegion. */
+  maxBatchPages?: number
+  /** Told of each peer that attaches, leaves or fails, one line each. Default: nothing. */
+  log?: (line: string) => void
+}
+
+/** What `faultline serve --status` shows. */
+export interface ServerStatus {
+  socket: string
+  backend: string
+  /** Milliseconds since the server started listening. */
+  uptimeMs: number
+  /** Peers attached since the start, and handshakes refused. */
+  attached: number
+  refused: number
+  peers: PeerStatus[]
+}
+
+/** How often a peer that closed its socket but still runs is checked for its exit. */
+const EXIT_CHECK_MS = 500
+
+export class FaultlineServer {
+  private readonly sessions = new Map<number, PeerSession>()
+  private readonly connections = new Set<Connection>()
+  private readonly listener: { stop(): void }
+  private readonly started = Date.now()
+  private nextId = 1
+  private attached = 0
+  private refused = 0
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    readonly socket: string,
+    private readonly listenFd: number,
+    private readonly options: ServeOptions,
+    private readonly base: NormalizedOptions,
+  ) {
+    this.listener = native.pollFd(listenFd, () => this.acceptAll())
+  }
+
+  /** Starts listening on `options.socket`. */
+  static async listen(options: ServeOptions): Promise<FaultlineServer> {
+    const base = normalizeServeOptions(options)
+    await reclaimStaleSocket(options.socket)
+    const fd = native.unixListen(options.socket)
+    return new FaultlineServer(options.socket, fd, options, base)
+  }
+
+  status(): ServerStatus {
+    return {
+      socket: this.socket,
+      backend: typeof this.options.backend === 'string' ? redact(this.options.backend) : this.options.backend.type,
+      uptimeMs: Date.now() - this.started,
+      attached: this.attached,
+      refused: this.refused,
+      peers: [...this.sessions.values()].map((s) => s.status()),
+    }
+  }
+
+  /** Writes every write-back peer's dirty pages to the backend; rejects with the first failure after trying all. */
+  async flush(): Promise<void> {
+    const results = await Promise.allSettled([...this.sessions.values()].map((s) => s.flush()))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
+  }
+
+  /** Stops listening and closes every peer's pager (live peers are written back first). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.listener.stop()
+      closeQuietly(this.listenFd)
+      if (existsSync(this.socket)) unlinkSync(this.socket)
+      for (const c of this.connections) c.close()
+      await Promise.allSettled([...this.sessions.values()].map((s) => s.close(!processAlive(s.peer.pid))))
+      this.sessions.clear()
+    })()
+    return this.closing
+  }
+
+  private log(line: string): void {
+    this.options.log?.(line)
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      const peer = native.unixAccept(this.listenFd)
+      if (peer === null) return
+      this.open(peer.fd, peer.pid)
+    }
+  }
+
+  private open(fd: number, pid: number): void {
+    let session: PeerSession | undefined
+    let starting = false
+    const queued: string[] = []
+    const refuse = (err: unknown): void => {
+      this.refused++
+      const e = err instanceof FaultlineError ? err : new FaultlineError('ERR_PEER', `faultline serve: ${String((err as Error).message ?? err)}`)
+      this.log(`refused process ${pid}: ${e.message}`)
+      conn.reply({ ok: false, code: e.code, message: e.message })
+      end()
+    }
+    const end = (): void => {
+      this.connections.delete(conn)
+      conn.close()
+    }
+    const command = (line: string): void => {
+      if (session === undefined) {
+        queued.push(line)
+        return
+      }
+      let name: ReturnType<typeof decodeCommand>
+      try {
+        name = decodeCommand(line)
+      } catch (err) {
+        conn.reply({ ok: false, code: 'ERR_PEER', message: (err as Error).message })
+        return
+      }
+      const s = session
+      const done = (): void => conn.reply({ ok: true, command: name, pagesWritten: s.stats().pagesWritten })
+      const failed = (err: unknown): void => conn.reply({ ok: false, code: (err as FaultlineError).code ?? 'ERR_PEER', message: String((err as Error).message) })
+      if (name === 'flush') s.flush().then(done, failed)
+      else
+        this.retire(s, false).then(() => {
+          done()
+          end()
+        }, failed)
+    }
+    const conn = new Connection(fd, pid, {
+      hello: (text, fds) => {
+        if (starting) return true
+        let hello: PeerHello | undefined
+        try {
+          hello = decodeHello(text)
+        } catch (err) {
+          refuse(err)
+          return false
+        }
+        if (hello === undefined) return false
+        starting = true
+        if (hello.kind === 'status') {
+          conn.reply(this.status())
+          end()
+          return true
+        }
+        this.attach(pid, hello, conn.takeFds()).then(
+          (s) => {
+            session = s
+            conn.reply({ ok: true, id: s.id, pageSize: s.pageSize, pages: s.peer.size / s.pageSize, writeBack: s.peer.writeBack })
+            for (const line of queued.splice(0)) command(line)
+          },
+          refuse,
+        )
+        return true
+      },
+      line: command,
+      hangup: () => {
+        end()
+        if (session !== undefined) this.whenGone(session)
+      },
+      broken: refuse,
+    })
+    this.connections.add(conn)
+  }
+
+  private async attach(pid: number, hello: Extract<PeerHello, { kind: 'attach' }>, fds: number[]): Promise<PeerSession> {
+    const [uffd, ...extra] = fds
+    for (const fd of extra) closeQuietly(fd)
+    if (uffd === undefined) throw new FaultlineError('ERR_PEER', 'faultline serve: the attach message came without a descriptor: pass the userfaultfd as SCM_RIGHTS with it')
+    try {
+      if (hello.mappings.length !== 1) {
+        throw new FaultlineError('ERR_PEER', `faultline serve: ${hello.mappings.length} mappings on one userfaultfd are not served yet: attach each range with a userfaultfd of its own`)
+      }
+      const m = hello.mappings[0]!
+      const pageSize = servedPageSize(m, this.base.pageSize, constants.SYSTEM_PAGE_SIZE!)
+      const options: NormalizedOptions = { ...this.base, pageSize, size: m.size, access: hello.writeBack ? 'read-write' : 'read-only', maxBatchPages: Math.min(this.base.maxBatchPages, Math.floor((1 << 20) / pageSize) || 1) }
+      const id = this.nextId++
+      const onEvent = (e: PagerEvent): void => this.log(`peer ${id} (process ${pid}): ${e.type}: ${e.message}`)
+      const session = await PeerSession.start(id, options, { uffd, pid, address: m.address, size: m.size, offset: m.offset, writeBack: hello.writeBack }, onEvent)
+      this.sessions.set(id, session)
+      this.attached++
+      this.log(`peer ${id}: process ${pid} attached 0x${m.address.toString(16)} + ${m.size} bytes at offset ${m.offset}${hello.writeBack ? ', write-back' : ''}`)
+      return session
+    } catch (err) {
+      // A pager thread that failed to start leaves the descriptor to us.
+      closeQuietly(uffd)
+      throw err
+    }
+  }
+
+  /** The peer closed its socket: serve it until its process has exited. */
+  private whenGone(session: PeerSession): void {
+    if (!processAlive(session.peer.pid)) {
+      void this.retire(session, true)
+      return
+    }
+    const timer = setInterval(() => {
+      if (processAlive(session.peer.pid) && this.closing === undefined) return
+      clearInterval(timer)
+      void this.retire(session, true)
+    }, EXIT_CHECK_MS)
+  }
+
+  private async retire(session: PeerSession, gone: boolean): Promise<void> {
+    const dirty = session.stats().dirtyPages
+    try {
+      await session.close(gone)
+      this.log(`peer ${session.id}: process ${session.peer.pid} ${gone ? 'exited' : 'detached'}${gone && dirty > 0 ? `; ${dirty} pages written since its last flush were lost with it` : ''}`)
+    } catch (err) {
+      this.log(`peer ${session.id}: closing its pager failed: ${(err as Error).message}`)
+      throw err
+    } finally {
+      this.sessions.delete(session.id)
+    }
+  }
+}
+
+/** Starts a `faultline serve` handler in this process. */
+export function serve(options: ServeOptions): Promise<FaultlineServer> {
+  return FaultlineServer.listen(options)
+}
+
+function normalizeServeOptions(options: ServeOptions): NormalizedOptions {
+  if (options === null || typeof options !== 'object') throw invalidOption('options', `must be an object like { socket, backend } (got ${describe(options)})`)
+  const known = new Set(['socket', 'backend', 'pageSize', 'readahead', 'fetchTimeoutMs', 'maxBatchPages', 'log'])
+  for (const key of Object.keys(options)) if (!known.has(key)) throw invalidOption(key, `is not an option of serve (known: ${[...known].join(', ')})`)
+  if (typeof options.socket !== 'string' || options.socket === '') throw invalidOption('socket', `must be the path of a Unix socket (got ${describe(options.socket)})`)
+  if (Buffer.byteLength(options.socket) > 107) throw invalidOption('socket', `must be at most 107 bytes long, the limit of a Unix socket address (got ${Buffer.byteLength(options.socket)})`)
+  if (options.log !== undefined && typeof options.log !== 'function') throw invalidOption('log', `must be a function of one line (got ${describe(options.log)})`)
+  const { backend, pageSize, readahead, fetchTimeoutMs, maxBatchPages } = options
+  const spec: Record<string, unknown> = { backend, pageSize: pageSize ?? DEFAULT_PAGE_SIZE, readahead, fetchTimeoutMs, maxBatchPages }
+  for (const k of Object.keys(spec)) if (spec[k] === undefined) delete spec[k]
+  return normalizeOptions(spec)
+}
+
+/** Removes a socket file left by a server that is gone; refuses to take over a live one. */
+async function reclaimStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path)
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
+  if (live) throw invalidOption('socket', `${path} has a server listening already: stop it, or choose another path`)
+  unlinkSync(path)
+}
