@@ -58,8 +58,25 @@ export async function runServe(a: ServeArgs, out: (line: string) => void): Promi
         resolve(1)
       })
     }
-    process.once('SIGTERM', () => stop('SIGTERM'))
-    process.once('SIGINT', () => stop('SIGINT'))
+    // Closing a live peer's descriptor would make the pages it has not got
+    // yet read as zeros: wait for the peers to leave, unless asked twice.
+    let waiting: NodeJS.Timeout | undefined
+    const onSignal = (signal: string): void => {
+      const live = server.livePeers()
+      if (live === 0 || waiting !== undefined) {
+        clearInterval(waiting)
+        stop(signal)
+        return
+      }
+      out(`faultline serve: ${signal}: ${live} peer(s) still running would read zeros for pages not served yet; waiting for them to exit (send ${signal} again to stop now)`)
+      waiting = setInterval(() => {
+        if (server.livePeers() > 0) return
+        clearInterval(waiting)
+        stop(signal)
+      }, 500)
+    }
+    process.on('SIGTERM', () => onSignal('SIGTERM'))
+    process.on('SIGINT', () => onSignal('SIGINT'))
     process.on('SIGUSR1', () => {
       server.flush().then(() => out('faultline serve: SIGUSR1: every write-back peer flushed'), (err: unknown) => out(`faultline serve: SIGUSR1: flush failed: ${(err as Error).message}`))
     })

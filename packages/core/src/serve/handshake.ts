@@ -3,7 +3,7 @@
  *
  * The attach message is Firecracker's: a JSON array of
  * `GuestRegionUffdMapping` (`base_host_virt_addr`, `size`, `offset`,
- * `page_size` in bytes; Firecracker before v1.7 sent `page_size_kib`), with
+ * `page_size` in bytes, or the older `page_size_kib`, which Firecracker also fills in bytes), with
  * the userfaultfd as SCM_RIGHTS. faultline's own client may send the object
  * form `{ "mappings": [...], "write_back": true }` to have its writes stored.
  * A connection that sends `{ "command": "status" }` and no descriptor asks
@@ -42,7 +42,9 @@ function decodeMapping(m: unknown, k: number): PeerMapping {
   const where = `mapping ${k}`
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw refuse(`${where} must be an object with base_host_virt_addr, size, offset and page_size`)
   const r = m as Record<string, unknown>
-  const pageSize = r.page_size !== undefined ? whole(r, 'page_size', where, 1) : whole(r, 'page_size_kib', where, 1) * 1024
+  // Firecracker's `page_size_kib` holds bytes despite its name (its persist.rs
+  // says so and deprecates it); v1.x sends it, newer versions `page_size` too.
+  const pageSize = r.page_size !== undefined ? whole(r, 'page_size', where, 1) : whole(r, 'page_size_kib', where, 1)
   if ((pageSize & (pageSize - 1)) !== 0) throw refuse(`${where}: page_size must be a power of two (got ${pageSize})`)
   return { address: whole(r, 'base_host_virt_addr', where, 1), size: whole(r, 'size', where, 1), offset: whole(r, 'offset', where, 0), pageSize }
 }

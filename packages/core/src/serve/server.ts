@@ -16,6 +16,7 @@ import { redact } from '../backend/url.js'
 import { Connection } from './connection.js'
 import { decodeCommand, decodeHello, servedPageSize, type PeerHello } from './handshake.js'
 import { closeQuietly, PeerSession, processAlive, type PeerStatus } from './session.js'
+import { RefusedPeer } from './refused.js'
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -60,6 +61,7 @@ const EXIT_CHECK_MS = 500
 export class FaultlineServer {
   private readonly sessions = new Map<number, PeerSession>()
   private readonly connections = new Set<Connection>()
+  private readonly refusedPeers = new Set<RefusedPeer>()
   private readonly listener: { stop(): void }
   private readonly started = Date.now()
   private nextId = 1
@@ -109,6 +111,7 @@ export class FaultlineServer {
       closeQuietly(this.listenFd)
       if (existsSync(this.socket)) unlinkSync(this.socket)
       for (const c of this.connections) c.close()
+      for (const r of this.refusedPeers) r.close()
       await Promise.allSettled([...this.sessions.values()].map((s) => s.close(!processAlive(s.peer.pid))))
       this.sessions.clear()
     })()
@@ -136,6 +139,7 @@ export class FaultlineServer {
       const e = err instanceof FaultlineError ? err : new FaultlineError('ERR_PEER', `faultline serve: ${String((err as Error).message ?? err)}`)
       this.log(`refused process ${pid}: ${e.message}`)
       conn.reply({ ok: false, code: e.code, message: e.message })
+      for (const uffd of conn.takeFds()) this.keepRefused(uffd, pid)
       end()
     }
     const end = (): void => {
@@ -221,9 +225,24 @@ export class FaultlineServer {
       return session
     } catch (err) {
       // A pager thread that failed to start leaves the descriptor to us.
-      closeQuietly(uffd)
+      this.keepRefused(uffd, pid)
       throw err
     }
+  }
+
+  /** Faults of a refused peer get SIGBUS until it exits (see RefusedPeer). */
+  private keepRefused(uffd: number, pid: number): void {
+    if (!processAlive(pid) || this.closing !== undefined) {
+      closeQuietly(uffd)
+      return
+    }
+    const r = new RefusedPeer(uffd, pid, () => this.refusedPeers.delete(r))
+    this.refusedPeers.add(r)
+  }
+
+  /** Peers attached or refused but still running: stopping the server now would leave their missing pages reading as zeros. */
+  livePeers(): number {
+    return [...this.sessions.values()].filter((s) => processAlive(s.peer.pid)).length + this.refusedPeers.size
   }
 
   /** The peer closed its socket: serve it until its process has exited. */

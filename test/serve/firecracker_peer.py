@@ -1,0 +1,83 @@
+"""A peer that speaks Firecracker's UFFD handshake, written from its documented
+structure (Firecracker v1.x, src/vmm/src/persist.rs: GuestRegionUffdMapping),
+not with faultline's client: it creates and registers its own userfaultfd
+with UFFD_FEATURE_EVENT_REMOVE (Firecracker enables it for the balloon), sends
+the mapping list as JSON with the descriptor as SCM_RIGHTS, and never reads a
+reply, as Firecracker does not.
+
+usage: firecracker_peer.py SOCKET SIZE OFFSET MODE [FIELDS]
+  MODE sha256   print {"sha256": hex of the whole range}
+       remove   read it all, madvise(MADV_DONTNEED) the second half (a balloon
+                inflating), read it again: print {"sha256": ..., "removedZero": bool}
+       outside  register SIZE + 1 MiB but declare SIZE, then touch past SIZE
+                (a misbehaving peer: the handler must answer with SIGBUS)
+  FIELDS  both (default: page_size and the deprecated page_size_kib, both in
+          bytes, as Firecracker v1.x sends them) | kib (only page_size_kib)
+"""
+import ctypes
+import hashlib
+import json
+import mmap
+import os
+import socket
+import struct
+import sys
+
+import fcntl
+
+NR_USERFAULTFD = 323  # x86_64
+UFFD_API = 0xAA
+UFFD_FEATURE_EVENT_REMOVE = 1 << 3
+UFFDIO_API = 0xC018AA3F
+UFFDIO_REGISTER = 0xC020AA00
+UFFDIO_REGISTER_MODE_MISSING = 1
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def userfaultfd():
+    fd = libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC | os.O_NONBLOCK)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "userfaultfd")
+    api = bytearray(struct.pack("QQQ", UFFD_API, UFFD_FEATURE_EVENT_REMOVE, 0))
+    fcntl.ioctl(fd, UFFDIO_API, api)
+    return fd
+
+
+def register(fd, address, length):
+    reg = bytearray(struct.pack("QQQQ", address, length, UFFDIO_REGISTER_MODE_MISSING, 0))
+    fcntl.ioctl(fd, UFFDIO_REGISTER, reg)
+
+
+def main():
+    sock_path, size, offset, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    fields = sys.argv[5] if len(sys.argv) > 5 else "both"
+    extra = 1 << 20 if mode == "outside" else 0
+    mem = mmap.mmap(-1, size + extra, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    uffd = userfaultfd()
+    register(uffd, address, size + extra)
+    mapping = {"base_host_virt_addr": address, "size": size, "offset": offset}
+    if fields == "both":
+        mapping["page_size"] = mmap.PAGESIZE
+    mapping["page_size_kib"] = mmap.PAGESIZE  # bytes, despite the name
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(sock_path)
+    socket.send_fds(conn, [json.dumps([mapping]).encode()], [uffd])
+    os.close(uffd)
+    print(json.dumps({"attached": True}), flush=True)
+    if mode == "sha256":
+        print(json.dumps({"sha256": hashlib.sha256(mem[:size]).hexdigest()}))
+    elif mode == "remove":
+        first = hashlib.sha256(mem[:size]).hexdigest()
+        half = size // 2
+        mem.madvise(mmap.MADV_DONTNEED, half, size - half)
+        zero = mem[half:size] == bytes(size - half)
+        print(json.dumps({"sha256": first, "removedZero": zero, "sha256After": hashlib.sha256(mem[:size]).hexdigest()}))
+    elif mode == "outside":
+        mem[size + 4096]  # never returns: the handler answers with SIGBUS
+        print(json.dumps({"outside": "returned"}))
+    conn.close()
+
+
+main()
