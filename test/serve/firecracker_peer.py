@@ -7,6 +7,7 @@ reply, as Firecracker does not.
 
 usage: firecracker_peer.py SOCKET SIZE OFFSET MODE [FIELDS]
   MODE sha256   print {"sha256": hex of the whole range}
+       hold     the same, then stay attached until killed
        remove   read it all, madvise(MADV_DONTNEED) the second half (a balloon
                 inflating), read it again: print {"sha256": ..., "removedZero": bool}
        outside  register SIZE + 1 MiB but declare SIZE, then touch past SIZE
@@ -19,6 +20,7 @@ import hashlib
 import json
 import mmap
 import os
+import signal
 import socket
 import struct
 import sys
@@ -66,8 +68,10 @@ def main():
     socket.send_fds(conn, [json.dumps([mapping]).encode()], [uffd])
     os.close(uffd)
     print(json.dumps({"attached": True}), flush=True)
-    if mode == "sha256":
-        print(json.dumps({"sha256": hashlib.sha256(mem[:size]).hexdigest()}))
+    if mode in ("sha256", "hold"):
+        print(json.dumps({"sha256": hashlib.sha256(mem[:size]).hexdigest()}), flush=True)
+        if mode == "hold":
+            signal.pause()
     elif mode == "remove":
         first = hashlib.sha256(mem[:size]).hexdigest()
         half = size // 2

@@ -1,0 +1,126 @@
+/**
+ * Running `faultline serve` as a user would (the built CLI in a child
+ * process) and peers against it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+export const cli = fileURLToPath(new URL('../../packages/core/dist/cli/main.js', import.meta.url))
+export const firecrackerPeer = fileURLToPath(new URL('./firecracker_peer.py', import.meta.url))
+
+export interface RunningServer {
+  process: ChildProcess
+  socket: string
+  /** Everything it printed so far. */
+  log(): string
+  stop(): Promise<number | null>
+}
+
+/** Starts `faultline serve` and resolves once it listens. */
+export function startServer(socket: string, backend: string, extra: string[] = []): Promise<RunningServer> {
+  const child = spawn(process.execPath, [cli, 'serve', '--socket', socket, '--backend', backend, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let text = ''
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (text += c))
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (text += c))
+  const server: RunningServer = {
+    process: child,
+    socket,
+    log: () => text,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode)
+        child.once('exit', (code) => resolve(code))
+        child.kill('SIGTERM')
+      }),
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`faultline serve did not start listening in 20 s:\n${text}`)), 20_000)
+    const check = (): void => {
+      if (!text.includes('listening on')) return
+      clearTimeout(timer)
+      child.stdout!.off('data', check)
+      resolve(server)
+    }
+    child.stdout!.on('data', check)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`faultline serve exited (${code}) before listening:\n${text}`))
+    })
+  })
+}
+
+export interface PeerResult {
+  pid: number
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+  /** The JSON lines it printed. */
+  lines: Array<Record<string, unknown>>
+}
+
+/** Runs a peer program to its end. */
+export function runPeer(command: string, args: string[], onLine?: (line: Record<string, unknown>, child: ChildProcess) => void, timeoutMs = 120_000): Promise<PeerResult> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  const lines: Array<Record<string, unknown>> = []
+  let partial = ''
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c
+    partial += c
+    let nl: number
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl).trim()
+      partial = partial.slice(nl + 1)
+      if (!line.startsWith('{')) continue
+      const value = JSON.parse(line) as Record<string, unknown>
+      lines.push(value)
+      onLine?.(value, child)
+    }
+  })
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ pid: child.pid!, code, signal, stdout, stderr, lines })
+    })
+  })
+}
+
+/** The server's status, as `faultline serve --status --json` prints it. */
+export async function status(socket: string): Promise<{ attached: number; refused: number; peers: Array<{ pid: number; state: string; stats: { faults: number; bytesFetched: number; faultLatencyUs: { p50: number; p99: number } } }> }> {
+  const r = await runPeer(process.execPath, [cli, 'serve', '--status', '--json', '--socket', socket])
+  if (r.code !== 0) throw new Error(`faultline serve --status failed (${r.code}): ${r.stderr}`)
+  return r.lines[0] as never
+}
+
+/** Sends one raw message without descriptors and returns the first reply line. */
+export function rawHello(socket: string, text: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const c = connect(socket)
+    let got = ''
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write(text))
+    c.on('data', (chunk: string) => {
+      got += chunk
+      const nl = got.indexOf('\n')
+      if (nl < 0) return
+      c.destroy()
+      resolve(JSON.parse(got.slice(0, nl)) as Record<string, unknown>)
+    })
+    c.on('error', reject)
+  })
+}
+
+export function sha256Of(path: string, offset: number, length: number): string {
+  return createHash('sha256').update(readFileSync(path).subarray(offset, offset + length)).digest('hex')
+}
+
+export function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length
+}
