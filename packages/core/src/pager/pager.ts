@@ -109,6 +109,12 @@ export class Pager {
    * the watcher and counted dirty before each flush.
    */
   watchdog: { stallMs: number; drainTakeover(out: Float64Array): number } | undefined
+  /**
+   * Set for a peer's range (faultline serve), whose descriptor may carry
+   * REMOVE events: called when an install gets EAGAIN, to read the queued
+   * messages out of the way (this thread is the one that reads them).
+   */
+  onBusy: (() => void) | undefined
   private stalled = false
 
   constructor(
@@ -618,6 +624,8 @@ export class Pager {
         native.uffdWake(fd, address + done, sysPage)
         done += sysPage
       } else if (r === -constants.EAGAIN) {
+        // An event (REMOVE, UNMAP) is queued unread: only reading it ends the EAGAINs.
+        this.onBusy?.()
         if (++spins > 1000) throw new FaultlineError('ERR_PAGER_FAILED', `faultline: installing the page at 0x${address.toString(16)} kept failing with EAGAIN`)
       }
     }

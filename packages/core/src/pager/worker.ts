@@ -87,6 +87,7 @@ async function start(): Promise<void> {
       ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
       : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(peer, options.pageSize, count, messages, removed, (p) => pager.dropResident(p), (m) => writeSync(2, `${m}\n`)), messages)
     watcher = native.watch(fd, WATCH_CAPACITY, onMessages)
+    if (peer !== undefined) pager.onBusy = () => drainQueued(fd, onMessages)
     if (backend.info.freshReadBuffers === true) {
       installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results))
       pager.installer = installer
@@ -241,6 +242,18 @@ function openUffd(features: number): ReturnType<typeof native.uffdOpen> {
 /** First and last page a byte range of the region touches. */
 function pagesOf(range: { offset: number; length: number }): [number, number] {
   return [Math.floor(range.offset / options.pageSize), Math.floor((range.offset + range.length - 1) / options.pageSize)]
+}
+
+/**
+ * Reads the messages queued on a peer's descriptor while an install is
+ * refused with EAGAIN (a REMOVE event waits), and hands them to the pager
+ * once the install is done: removals first, as they must come before the
+ * faults they caused.
+ */
+function drainQueued(fd: number, onMessages: (count: number, messages: Float64Array) => void): void {
+  const out = new Float64Array(WATCH_CAPACITY * 4)
+  const n = native.uffdRead(fd, out)
+  if (n > 0) setImmediate(() => onMessages(n, out))
 }
 
 /** A peer's range is what it declared; past the object's end it reads as zeros. */
