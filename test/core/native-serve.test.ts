@@ -62,7 +62,8 @@ describe('faults answered natively', () => {
     const size = 32 * 2 ** 20
     const path = join(tempDir(), 'seq.bin')
     writePatternFile(path, size)
-    const region = await openRegion({ pageSize: PAGE, backend: { type: 'file', path, readOnly: true }, access: 'read-only' })
+    // Read-write, so misses go to the pager (a read-only file's are all answered with pread).
+    const region = await openRegion({ pageSize: PAGE, backend: { type: 'file', path }, writeTracking: 'sync' })
     try {
       const v = region.view()
       for (let p = 0; p < size / PAGE; p++) expect(checkPattern(v.subarray(p * PAGE, p * PAGE + 512), p * PAGE)).toBe(-1)
@@ -80,7 +81,8 @@ describe('faults answered natively', () => {
     const size = 8 * 2 ** 20
     const path = join(tempDir(), 'tier.bin')
     writePatternFile(path, size)
-    const region = await openRegion({ pageSize: PAGE, backend: { type: 'file', path, readOnly: true }, access: 'read-only', readahead: false, maxResident: 2 * 2 ** 20, secondTierBytes: 16 * 2 ** 20 })
+    // Read-write (nothing is written), so misses go to the pager, not to pread.
+    const region = await openRegion({ pageSize: PAGE, backend: { type: 'file', path }, readahead: false, maxResident: 2 * 2 ** 20, secondTierBytes: 16 * 2 ** 20 })
     try {
       const v = region.view()
       for (let pass = 0; pass < 2; pass++) {
@@ -94,6 +96,52 @@ describe('faults answered natively', () => {
       expect(s.refetchedPages).toBe(s.secondTierHits)
       expect(s.fetchRequests).toBe(size / PAGE) // only the first pass read the file
       expect(s.residentPages * PAGE).toBeLessThanOrEqual(2 * 2 ** 20)
+    } finally {
+      await region.close()
+    }
+  })
+})
+
+describe('file pages answered natively (pread in the watcher)', () => {
+  const dir = tempDir()
+
+  it('a read-only file: every fault, with correct bytes, zeros past the end of a partial last page', async () => {
+    const path = join(dir, 'ro.bin')
+    const size = 4 * 2 ** 20 + 1000
+    writePatternFile(path, size - 1000)
+    // A tail shorter than a page: pattern, then zeros to the page's end.
+    const { appendFileSync } = await import('node:fs')
+    appendFileSync(path, Buffer.alloc(1000, 7))
+    const region = await openRegion({ pageSize: 4096, backend: { type: 'file', path, readOnly: true }, readahead: false })
+    try {
+      const v = region.view()
+      const touched = new Set<number>()
+      for (const p of randomPages(300, Math.floor((size - 1000) / 4096), 11)) {
+        expect(checkPattern(v.subarray(p * 4096, (p + 1) * 4096), p * 4096)).toBe(-1)
+        touched.add(p)
+      }
+      const last = v.subarray(region.size - 4096)
+      const tailStart = size - (region.size - 4096)
+      expect(last.subarray(tailStart - 1000, tailStart).every((b) => b === 7)).toBe(true)
+      expect(last.subarray(tailStart).every((b) => b === 0)).toBe(true)
+      const s = region.stats()
+      expect(s.servedNatively).toBe(s.faults)
+      expect(s.faults).toBe(touched.size + 1)
+      expect(s.fetchRequests).toBe(0)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('a read-write file region stays on the JS path (its journal may hold pages newer than the file)', async () => {
+    const path = join(dir, 'rw.bin')
+    writePatternFile(path, 2 ** 20)
+    const region = await openRegion({ pageSize: 4096, backend: { type: 'file', path }, writeTracking: 'sync', readahead: false })
+    try {
+      const v = region.view()
+      expect(checkPattern(v.subarray(5 * 4096, 6 * 4096), 5 * 4096)).toBe(-1)
+      expect(region.stats().servedNatively).toBe(0)
+      expect(region.stats().fetchRequests).toBe(1)
     } finally {
       await region.close()
     }

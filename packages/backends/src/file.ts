@@ -98,6 +98,12 @@ export class FileBackend implements Backend {
     this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256 }
   }
 
+  /** Read-only with no journal over the file: its bytes are the pages, so the native watcher may pread them. */
+  filePages(): { fd: number; length: number } | undefined {
+    if (!this.info.readOnly || this.overlay() !== undefined) return undefined
+    return { fd: this.fd, length: this.length }
+  }
+
   /** Pages newer than the file's own bytes, read over them. */
   private overlay(): JournalPages | undefined {
     return this.leftJournal ?? this.journal?.pending

@@ -102,6 +102,15 @@ export interface Backend {
    */
   sharedPages?(): { data: Uint8Array; pages: number } | undefined
   /**
+   * Pages that are plain bytes of a file this backend holds open and that
+   * nothing else it does changes (a read-only file with no journal over it):
+   * page `p` is bytes `[p * pageSize, (p + 1) * pageSize)` of `fd`, zeros at
+   * or past `length`. Faults on them are then answered by the native watcher
+   * with pread(2), without entering JS. `fd` must stay open until close().
+   * Called once, when the region opens.
+   */
+  filePages?(): { fd: number; length: number } | undefined
+  /**
    * Stores whole pages. Resolves when they are stored; durability against a
    * crash may wait for {@link sync}. A page is never stored partially.
    */

@@ -77,6 +77,12 @@ export interface Watcher {
   serveNatively(address: number, pageSize: number, pageCount: number, readMode: number, writeMode: number, stats: Float64Array, slots: ServeSlots): void
   /** Pages [firstPage, firstPage+pageCount) read from `data`, which must be over a SharedArrayBuffer (kept alive). */
   addSource(firstPage: number, pageCount: number, data: Uint8Array): void
+  /**
+   * Pages [firstPage, firstPage+pageCount) read with pread(2) from `fd` (keep
+   * it open until the watcher stops): page p at byte (p - firstPage) ×
+   * pageSize, zeros at or past `length`. A failed read leaves the fault to JS.
+   */
+  addFileSource(firstPage: number, pageCount: number, fd: number, length: number): void
   /** Copies one page of bytes to native memory; a fault on `page` is installed from it, once. */
   stage(page: number, bytes: Uint8Array): void
   /** Forgets a staged page, copying it into `out` first if given; false if it was not staged. */

@@ -359,6 +359,21 @@ Napi::Value AddSource(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// addFileSource(firstPage, pageCount, fd, length)
+Napi::Value AddFileSource(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "addFileSource";
+  ReadyPages* ready = ReadyOf(info, fn);
+  uint64_t first, count, length;
+  int fd;
+  if (ready == nullptr || !ArgU64(info, 0, fn, "firstPage", &first) || !ArgU64(info, 1, fn, "pageCount", &count) ||
+      !ArgFd(info, 2, fn, "fd", &fd) || !ArgU64(info, 3, fn, "length", &length)) {
+    return env.Undefined();
+  }
+  ready->AddFileSource(first, count, fd, length);
+  return env.Undefined();
+}
+
 // stage(page, bytes: Uint8Array of one page)
 Napi::Value Stage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -464,6 +479,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   result.Set("stop", BoundMethod(env, Stop, "stop", w->control));
   result.Set("serveNatively", BoundMethod(env, ServeNatively, "serveNatively", w->control));
   result.Set("addSource", BoundMethod(env, AddSource, "addSource", w->control));
+  result.Set("addFileSource", BoundMethod(env, AddFileSource, "addFileSource", w->control));
   result.Set("stage", BoundMethod(env, Stage, "stage", w->control));
   result.Set("unstage", BoundMethod(env, Unstage, "unstage", w->control));
   result.Set("poisonOnAbandon", BoundMethod(env, PoisonOnAbandon, "poisonOnAbandon", w->control));

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <algorithm>
@@ -42,6 +43,27 @@ void ReadyPages::AddSource(uint64_t first_page, uint64_t count, Napi::TypedArray
   sources_.push_back(Source{first_page, count, bytes, Napi::Persistent(data)});
 }
 
+void ReadyPages::AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t length) {
+  files_.push_back(FileSource{first_page, count, fd, length});
+  if (!file_page_) file_page_.reset(new uint8_t[config_.page_size]);
+}
+
+const uint8_t* ReadyPages::ReadFilePage(const FileSource& f, uint64_t page) {
+  const uint64_t start = (page - f.first) * config_.page_size;
+  uint8_t* out = file_page_.get();
+  uint64_t got = 0;
+  const uint64_t wanted = start >= f.length ? 0 : std::min(config_.page_size, f.length - start);
+  while (got < wanted) {
+    const ssize_t n = pread(f.fd, out + got, wanted - got, static_cast<off_t>(start + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return nullptr;
+    if (n == 0) break;  // the file shrank: the rest reads as zeros, as on the JS path
+    got += static_cast<uint64_t>(n);
+  }
+  memset(out + got, 0, config_.page_size - got);
+  return out;
+}
+
 void ReadyPages::Stage(uint64_t page, const uint8_t* bytes) {
   auto& slot = staged_[page];
   if (!slot) {
@@ -62,7 +84,7 @@ bool ReadyPages::Unstage(uint64_t page, uint8_t* out) {
   return true;
 }
 
-const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) const {
+const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) {
   auto it = staged_.find(page);
   if (it != staged_.end()) {
     *staged = true;
@@ -71,6 +93,9 @@ const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) const {
   *staged = false;
   for (const Source& s : sources_) {
     if (page >= s.first && page - s.first < s.count) return s.bytes + (page - s.first) * config_.page_size;
+  }
+  for (const FileSource& f : files_) {
+    if (page >= f.first && page - f.first < f.count) return ReadFilePage(f, page);
   }
   return nullptr;
 }

@@ -47,6 +47,10 @@ class ReadyPages {
   // Pages [first_page, first_page + count) read from `data`, which must be
   // over a SharedArrayBuffer (never detached) and is kept alive here.
   void AddSource(uint64_t first_page, uint64_t count, Napi::TypedArray data, uint8_t* bytes);
+  // Pages [first_page, first_page + count) read with pread(2) from `fd`,
+  // which the caller keeps open until the watcher stops: page p starts at
+  // byte (p - first_page) * page_size; bytes at or past `length` read as zeros.
+  void AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t length);
   void Stage(uint64_t page, const uint8_t* bytes);
   // Copies the staged bytes into `out` (if given) and forgets them.
   bool Unstage(uint64_t page, uint8_t* out);
@@ -64,7 +68,14 @@ class ReadyPages {
     uint8_t* bytes;
     Napi::Reference<Napi::TypedArray> keep;
   };
-  const uint8_t* Find(uint64_t page, bool* staged) const;
+  struct FileSource {
+    uint64_t first, count;
+    int fd;
+    uint64_t length;
+  };
+  const uint8_t* Find(uint64_t page, bool* staged);
+  // The page read into file_page_, or null if the read failed (left to JS).
+  const uint8_t* ReadFilePage(const FileSource& f, uint64_t page);
   // 1: installed, 0: already present (EEXIST), -1: could not (left to JS).
   int Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode) const;
   void Count(uint32_t slot, double delta) { stats_[slot] += delta; }
@@ -77,6 +88,8 @@ class ReadyPages {
   Napi::Reference<Napi::Float64Array> stats_ref_;
   double* stats_;
   std::vector<Source> sources_;
+  std::vector<FileSource> files_;
+  std::unique_ptr<uint8_t[]> file_page_;
   std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> staged_;
 };
 

@@ -60,7 +60,7 @@ export function offsetBackend(backend: Backend, first: number, pageSize: number,
   if (backend.recycle !== undefined) shifted.recycle = (data) => backend.recycle!(data)
   if (backend.write !== undefined) shifted.write = (pages) => backend.write!(pages.map((w) => ({ index: w.index + first, data: w.data })))
   if (backend.sync !== undefined) shifted.sync = () => backend.sync!()
-  // sharedPages is left out: its page 0 is the object's, not the range's.
+  // sharedPages and filePages are left out: their page 0 is the object's, not the range's.
   return shifted
 }
 

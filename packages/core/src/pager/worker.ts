@@ -180,6 +180,8 @@ function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: 
   pager.staging = watcher
   const shared = backend.sharedPages?.()
   if (shared !== undefined && shared.pages > 0) watcher.addSource(0, Math.min(shared.pages, pageCount), shared.data)
+  const file = backend.filePages?.()
+  if (file !== undefined) watcher.addFileSource(0, pageCount, file.fd, file.length)
 }
 
 /**
