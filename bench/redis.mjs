@@ -2,6 +2,7 @@
 // through a region over a real redis-server, against explicit ioredis code
 // doing the same reads — one `await getBuffer` per page, and batched
 // `mgetBuffer` calls with several in flight — in the same run.
+import { Worker } from 'node:worker_threads'
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -138,11 +139,52 @@ export async function redisScenarios({ quick, row }) {
       const memory = row(scenario, 'bound: faultline over the memory backend', rate(ms[4], order.length), one)
       r.vs_memory = r.gbps / memory.gbps
     }
+    /**
+     * Faults from N threads at once on different pages of one region: each
+     * reader thread takes every Nth page of the order. Wall time from the
+     * start signal to the last reader's end; best of three, against the
+     * batched loop's best in the same turns.
+     */
+    const readerThreads = async (scenario, order, url) => {
+      for (const n of [1, 2, 4]) {
+        let best = Infinity
+        let bestBatched = Infinity
+        for (let round = 0; round < 3; round++) {
+          const t0 = performance.now()
+          await batchedLoop(order, server.client)
+          bestBatched = Math.min(bestBatched, performance.now() - t0)
+          best = Math.min(best, await readInThreads(url, order, n))
+        }
+        const r = row(scenario, `faultline, mapped, ${n} reader thread${n > 1 ? 's' : ''}`, rate(best, order.length), { gbps: (order.length * PAGE) / bestBatched / 1e6 })
+        r.vs_batched = r.ratio
+      }
+    }
+    const readInThreads = async (url, order, n) => {
+      const region = await openRegion({ backend: { type: 'redis', url }, pageSize: PAGE, access: 'read-only' })
+      const workers = []
+      try {
+        for (let k = 0; k < n; k++) {
+          const offsets = order.filter((_, i) => i % n === k).map((p) => p * PAGE)
+          const w = new Worker(new URL('./readers-worker.mjs', import.meta.url), { workerData: { handle: region.handle(), offsets } })
+          workers.push(w)
+          await new Promise((resolve) => w.once('message', resolve))
+        }
+        const done = workers.map((w) => new Promise((resolve) => w.once('message', resolve)))
+        const t0 = performance.now()
+        for (const w of workers) w.postMessage('go')
+        await Promise.all(done)
+        return performance.now() - t0
+      } finally {
+        await Promise.all(workers.map((w) => w.terminate()))
+        await region.close()
+      }
+    }
     const seq = Array.from({ length: pages }, (_, i) => i)
     // Warm the server, the client and this process's memory once for everyone.
     await batchedLoop(seq, server.client)
     await measure('redis seq scan 64K', seq, server.client, spec.url)
     await measure('redis random 64K', random, server.client, spec.url)
+    await readerThreads('redis random 64K', random, spec.url)
     // The same scan with the server ~2 ms of round trip away, as across a
     // network: what pipelining is for.
     const proxy = await startDelayProxy(server.port, 1)
