@@ -25,6 +25,9 @@ import { describePages, runs } from './describe.js'
 import { PageSet } from './pageset.js'
 import type { PagerEvent } from './protocol.js'
 
+/** Most bytes snapshot at once; flushes larger than this are protected and copied a chunk at a time. */
+const SNAPSHOT_BYTES = 16 * 2 ** 20
+
 export interface WriteBackConfig {
   fd: number
   address: number
@@ -134,11 +137,15 @@ export class WriteBack {
     const pages = this.collect()
     const failed: number[] = []
     let firstError: unknown
+    const chunkPages = Math.max(this.config.batchPages, Math.floor(SNAPSHOT_BYTES / this.config.pageSize))
+    let writes: PageWrite[] = []
     for (let i = 0; i < pages.length; i += this.config.batchPages) {
+      // Snapshots are taken a chunk at a time, then written a batch at a time.
+      if (i % chunkPages === 0) writes = this.snapshot(pages.slice(i, i + chunkPages))
       const batch = pages.slice(i, i + this.config.batchPages)
-      const writes = this.snapshot(batch)
+      const batchWrites = writes.slice(i % chunkPages, (i % chunkPages) + batch.length)
       try {
-        await this.backend.write!(writes)
+        await this.backend.write!(batchWrites)
         this.stats.add('writeRequests')
         this.stats.add('pagesWritten', batch.length)
         this.stats.add('bytesWritten', batch.length * this.config.pageSize)
@@ -193,21 +200,35 @@ export class WriteBack {
     return pages
   }
 
-  /** Protects each page (sync tracking; the scan already did it in async) and copies it out. */
-  private snapshot(batch: number[]): PageWrite[] {
+  /**
+   * Protects the pages (sync tracking; the scan already did it in async) and
+   * copies them out, in one turn of the loop: a writer's fault on any of them
+   * waits until every copy is taken. One ioctl covers the whole sorted span:
+   * protecting the clean and missing pages between costs the kernel a page
+   * table walk, far less than an ioctl per scattered page; a page written
+   * since the flush began is dirty already, and its next write faults again.
+   */
+  private snapshot(chunk: number[]): PageWrite[] {
     const { pageSize, fd, address } = this.config
-    if (this.config.mode === 'sync-wp') {
-      for (const [first, count] of runs(batch)) {
-        native.uffdWriteProtect(fd, address + first * pageSize, count * pageSize, constants.UFFDIO_WRITEPROTECT_MODE_WP)
-      }
+    if (this.config.mode === 'sync-wp' && chunk.length > 0) {
+      const first = chunk[0]!
+      native.uffdWriteProtect(fd, address + first * pageSize, (chunk[chunk.length - 1]! - first + 1) * pageSize, constants.UFFDIO_WRITEPROTECT_MODE_WP)
     }
-    const staging = new Uint8Array(batch.length * pageSize)
-    return batch.map((index, i) => {
-      const data = staging.subarray(i * pageSize, (i + 1) * pageSize)
-      data.set(this.memory.view(index * pageSize, pageSize))
-      return { index, data }
-    })
+    // Reused from flush to flush: fresh memory would cost a kernel fault per page.
+    if (this.staging.length < chunk.length * pageSize) this.staging = new Uint8Array(chunk.length * pageSize)
+    const out: PageWrite[] = new Array(chunk.length)
+    let i = 0
+    for (const [first, count] of runs(chunk)) {
+      const bytes = count * pageSize
+      const run = this.staging.subarray(i * pageSize, i * pageSize + bytes)
+      run.set(this.memory.view(first * pageSize, bytes))
+      for (let k = 0; k < count; k++) out[i + k] = { index: first + k, data: run.subarray(k * pageSize, (k + 1) * pageSize) }
+      i += count
+    }
+    return out
   }
+
+  private staging = new Uint8Array(0)
 
   /** Written since its last snapshot, or its snapshot is still being written. */
   isDirty(page: number): boolean {
