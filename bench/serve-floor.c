@@ -12,7 +12,8 @@
  * Prints {"listening":"SOCKET"} once it accepts connections, serves each
  * peer on its own thread until the peer hangs up or detaches, and exits 0 on
  * SIGTERM or SIGINT (removing the socket). Accepts Firecracker's plain array
- * of mappings (any number of them) as well as faultline's object form.
+ * of mappings (any number of them, with page_size, page_size_kib or neither)
+ * as well as faultline's object form.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -92,13 +93,18 @@ static int send_line(int sock, const char *s) {
 
 static int refuse(struct peer *p, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int refuse(struct peer *p, const char *code, const char *fmt, ...) {
-  char msg[300], line[400];
+  char msg[300], esc[620], line[720];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  /* Messages are built from numbers and fixed text: nothing needs escaping. */
-  snprintf(line, sizeof line, "{\"ok\":false,\"code\":\"%s\",\"message\":\"%s\"}\n", code, msg);
+  size_t o = 0;
+  for (const char *c = msg; *c; c++) {
+    if (*c == '"' || *c == '\\') esc[o++] = '\\', esc[o++] = *c;
+    else esc[o++] = (unsigned char)*c < 0x20 ? ' ' : *c;
+  }
+  esc[o] = '\0';
+  snprintf(line, sizeof line, "{\"ok\":false,\"code\":\"%s\",\"message\":\"%s\"}\n", code, esc);
   logf_(p, "refused: %s: %s", code, msg);
   send_line(p->sock, line);
   return -1;
@@ -109,7 +115,11 @@ static int refuse(struct peer *p, const char *code, const char *fmt, ...) {
 struct json {
   const char *p, *end;
   int bad;
+  int depth;
 };
+
+/* Unknown members are skipped recursively; a peer must not run a thread out of stack. */
+#define MAX_DEPTH 32
 
 static void ws(struct json *j) {
   while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\r' || *j->p == '\n')) j->p++;
@@ -168,6 +178,10 @@ static void skip(struct json *j) {
     str(j, tmp, sizeof tmp);
   } else if (*j->p == '{' || *j->p == '[') {
     char close = *j->p == '{' ? '}' : ']';
+    if (++j->depth > MAX_DEPTH) {
+      j->bad = 1;
+      return;
+    }
     j->p++;
     if (eat(j, close)) return;
     do {
@@ -179,6 +193,7 @@ static void skip(struct json *j) {
       skip(j);
     } while (!j->bad && eat(j, ','));
     if (!eat(j, close)) j->bad = 1;
+    j->depth--;
   } else {
     const char *start = j->p;
     while (j->p < j->end && strchr(",}] \t\r\n", *j->p) == NULL) j->p++;
@@ -202,6 +217,7 @@ static int mappings(struct json *j, struct peer *p, char *err, size_t errlen) {
     if (p->nmaps == MAX_MAPPINGS) return snprintf(err, errlen, "more than %d mappings", MAX_MAPPINGS), -1;
     struct mapping *m = &p->maps[p->nmaps++];
     int seen = 0;
+    uint64_t kib_field = 0;
     if (!eat(j, '{')) return snprintf(err, errlen, "a mapping is not an object"), -1;
     if (!eat(j, '}')) do {
         char key[32];
@@ -210,15 +226,19 @@ static int mappings(struct json *j, struct peer *p, char *err, size_t errlen) {
         else if (!strcmp(key, "size")) seen |= u64(j, &m->size) << 1;
         else if (!strcmp(key, "offset")) seen |= u64(j, &m->offset) << 2;
         else if (!strcmp(key, "page_size")) seen |= u64(j, &m->page_size) << 3;
-        else if (!strcmp(key, "page_size_kib")) {
-          /* Firecracker before 1.10 sent the page size in KiB. */
-          seen |= u64(j, &m->page_size) << 3;
-          m->page_size *= 1024;
-        } else skip(j);
+        /*
+         * Older Firecracker sent only page_size_kib (firecracker#4449); current
+         * Firecracker sends it next to page_size, deprecated. It is in bytes
+         * despite its name (firecracker#4948).
+         */
+        else if (!strcmp(key, "page_size_kib")) seen |= u64(j, &kib_field) << 4;
+        else skip(j);
         if (j->bad) return snprintf(err, errlen, "malformed value for \"%s\"", key), -1;
       } while (eat(j, ','));
     if (!eat(j, '}')) return snprintf(err, errlen, "malformed mapping"), -1;
-    if (seen != 0xf) return snprintf(err, errlen, "a mapping lacks base_host_virt_addr, size, offset or page_size"), -1;
+    if ((seen & 0x7) != 0x7) return snprintf(err, errlen, "a mapping lacks base_host_virt_addr, size or offset"), -1;
+    /* Firecracker before #4449 sent no page size: the host's was meant. */
+    if (!(seen & 0x8)) m->page_size = seen & 0x10 ? kib_field : (uint64_t)sys_page;
   } while (eat(j, ','));
   if (!eat(j, ']')) return snprintf(err, errlen, "malformed array of mappings"), -1;
   return 0;
@@ -226,7 +246,7 @@ static int mappings(struct json *j, struct peer *p, char *err, size_t errlen) {
 
 /* The whole handshake: the array, or {"mappings":[...],"write_back":bool}. */
 static int parse_handshake(const char *buf, size_t len, struct peer *p, int *write_back, char *err, size_t errlen) {
-  struct json j = {buf, buf + len, 0};
+  struct json j = {buf, buf + len, 0, 0};
   *write_back = 0;
   ws(&j);
   if (j.p < j.end && *j.p == '[') {
@@ -256,11 +276,16 @@ static int parse_handshake(const char *buf, size_t len, struct peer *p, int *wri
   return 0;
 }
 
-/* Whether buf holds one complete JSON container yet (depth back to 0, outside strings). */
+/*
+ * Whether buf holds one complete JSON container yet (depth back to 0, outside
+ * strings). Anything that does not start like one is "complete" too: the
+ * parser then refuses it instead of waiting for more.
+ */
 static int complete_value(const char *buf, size_t len) {
   int depth = 0, in_str = 0, started = 0;
   for (size_t i = 0; i < len; i++) {
     char c = buf[i];
+    if (!started && !strchr(" \t\r\n[{", c)) return 1;
     if (in_str) {
       if (c == '\\') i++;
       else if (c == '"') in_str = 0;
@@ -324,6 +349,19 @@ static int handshake(struct peer *p, int *write_back) {
   }
   if (p->uffd < 0 || extra_fds) {
     refuse(p, "ERR_PROTOCOL", "the handshake must carry exactly one descriptor (the userfaultfd) with its first bytes");
+    goto out;
+  }
+  char link[64] = "", fdpath[64];
+  snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", p->uffd);
+  ssize_t ln = readlink(fdpath, link, sizeof link - 1);
+  if (ln < 0 || (link[ln] = '\0', strcmp(link, "anon_inode:[userfaultfd]"))) {
+    refuse(p, "ERR_PROTOCOL", "the descriptor sent is not a userfaultfd (%s)", ln < 0 ? "unknown" : link);
+    goto out;
+  }
+  /* UFFDIO_API works once per descriptor: success here means the peer skipped it. */
+  struct uffdio_api api = {.api = UFFD_API};
+  if (ioctl(p->uffd, UFFDIO_API, &api) == 0) {
+    refuse(p, "ERR_PROTOCOL", "the userfaultfd has not been through UFFDIO_API (the peer must do it, and register the range)");
     goto out;
   }
   char err[200];
@@ -415,7 +453,7 @@ static int fill(struct peer *p, uint64_t addr, uint64_t flags) {
 
 /* Handles one command line; returns 1 after detach. */
 static int on_command(struct peer *p, char *line) {
-  struct json j = {line, line + strlen(line), 0};
+  struct json j = {line, line + strlen(line), 0, 0};
   char cmd[32] = "";
   int found = 0;
   if (eat(&j, '{') && !eat(&j, '}')) do {
@@ -483,7 +521,15 @@ static void *serve_peer(void *arg) {
       break;
     }
     if (pf[0].revents && on_socket(p, &detached)) break;
-    if (p->uffd < 0 || !(pf[1].revents & POLLIN)) continue;
+    if (p->uffd < 0) continue;
+    if (pf[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+      /* Polling would spin on it; the socket still tells us when the peer leaves. */
+      logf_(p, "the userfaultfd reports an error (revents 0x%x); no longer serving", pf[1].revents);
+      close(p->uffd);
+      p->uffd = -1;
+      continue;
+    }
+    if (!(pf[1].revents & POLLIN)) continue;
     ssize_t n = read(p->uffd, msgs, sizeof msgs);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
