@@ -18,6 +18,7 @@ import { tempDir } from '../helpers/tmp.js'
 const MiB = 1 << 20
 const FILE_SIZE = 64 * MiB
 const example = fileURLToPath(new URL('../../clients/python/attach_example.py', import.meta.url))
+const badHandshakes = fileURLToPath(new URL('./bad_handshakes.py', import.meta.url))
 
 const dir = tempDir()
 const dataPath = join(dir, 'data.bin')
@@ -286,6 +287,31 @@ time.sleep(30)
     } finally {
       handler.kill('SIGKILL')
     }
+  })
+})
+
+describe('serve-floor itself', () => {
+  it('refuses every malformed handshake with one {"ok":false} line naming the problem, and stays up', async () => {
+    const r = await run('python3', [badHandshakes, sockPath])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const codes = Object.fromEntries(
+      r.json.map((j) => {
+        if (j.reply === null) return [j.case, null]
+        const reply = JSON.parse(j.reply as string) as { ok: unknown; code: unknown; message: unknown }
+        expect(reply.ok, String(j.case)).toBe(false)
+        expect(typeof reply.message, String(j.case)).toBe('string')
+        return [j.case, reply.code]
+      }),
+    )
+    const protocol = ['no-descriptor', 'two-descriptors', 'not-a-userfaultfd', 'no-uffdio-api', 'not-json', 'negative-number', 'fraction', 'number-overflow', 'empty-array', 'object-without-mappings', 'write-back-not-boolean', 'missing-field', 'trailing-bytes', 'deep-nesting']
+    expect(codes).toEqual({
+      ...Object.fromEntries(protocol.map((c) => [c, 'ERR_PROTOCOL'])),
+      'unaligned-base': 'ERR_RANGE',
+      'page-size-not-power-of-two': 'ERR_PAGE_SIZE',
+      'hangup-mid-json': null,
+    })
+    expect(floor.exitCode).toBe(null)
   })
 })
 
