@@ -65,6 +65,7 @@ struct peer {
   int nmaps;
   char line[MAX_LINE];
   size_t line_len;
+  uint64_t faults, duplicates;
 };
 
 static void logf_(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -426,6 +427,7 @@ static int fill(struct peer *p, uint64_t addr, uint64_t flags) {
     if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0) return 0;
     int e = errno;
     if (e == EEXIST) {
+      p->duplicates++;
       /* Someone else (another fault on the page) filled it: wake whoever waits on it. */
       struct uffdio_range r = {.start = start, .len = len};
       if (ioctl(p->uffd, UFFDIO_WAKE, &r) == 0) return 0;
@@ -539,6 +541,7 @@ static void *serve_peer(void *arg) {
     int gone = 0;
     for (ssize_t i = 0; i < n / (ssize_t)sizeof msgs[0] && !gone; i++) {
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      p->faults++;
       int f = fill(p, msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.flags);
       if (f) gone = f;
     }
@@ -549,6 +552,9 @@ static void *serve_peer(void *arg) {
       if (gone < 0) break;
     }
   }
+  /* One line per served peer, for benchmarks and for tests that want the duplicates. */
+  logf_(p, "ended: %llu faults, %llu already filled (EEXIST)%s", (unsigned long long)p->faults,
+        (unsigned long long)p->duplicates, detached ? ", detached" : "");
 out:
   if (p->uffd >= 0) close(p->uffd);
   close(p->sock);

@@ -144,6 +144,22 @@ describe('peer against serve-floor', () => {
     }
   })
 
+  it('four threads of one peer faulting on the same pages: duplicate faults are served (EEXIST + wake), no thread hangs, the bytes are right', async () => {
+    const size = 16 * MiB
+    let duplicates = 0
+    // Duplicates depend on timing; on two busy cores thousands per run is usual.
+    for (let attempt = 0; attempt < 3 && duplicates === 0; attempt++) {
+      const before = floorStderr.length
+      const r = await run(bin.peer, [sockPath, String(size), '4096', 'random', '--threads', '4', '--sha256-after'])
+      expect(r.code).toBe(0)
+      expect(r.json[1]).toMatchObject({ mode: 'random', touches: size / 4096, threads: 4 })
+      expect(r.json[2]).toEqual({ sha256_after: sha256Of(4096, size) })
+      await expect.poll(() => /ended: \d+ faults/.test(floorStderr.slice(before)), { timeout: 2000 }).toBe(true)
+      duplicates = Number(/ended: \d+ faults, (\d+) already filled/.exec(floorStderr.slice(before))![1])
+    }
+    expect(duplicates).toBeGreaterThan(0)
+  })
+
   it('four peers at once, one SIGKILLed right after it attached: the other three read the right bytes and the handler stays up', async () => {
     const ranges = [
       [0, 16 * MiB],

@@ -8,8 +8,12 @@
  *                   -> {"sha256":"<hex>","bytes":..,"seconds":..}
  *     MODE seq      one byte per 4 KiB page in order (--touches N: the first N)
  *     MODE random   N distinct pages in a seeded random order (--touches N, --seed S)
- *                   -> {"touches":..,"seconds":..,"p50_us":..,"p99_us":..}
+ *                   -> {"mode":..,"touches":..,"threads":..,"seconds":..,"p50_us":..,"p99_us":..}
  *     MODE none     attach only (with --write: write, flush)
+ *     --threads T        seq/random: T threads walk the same order at once
+ *                        (duplicate faults on one page); touches are per thread
+ *     --sha256-after     after MODE, the SHA-256 of the whole range
+ *                        -> {"sha256_after":"<hex>"}
  *     --write-back       attach with FAULTLINE_WRITE_BACK
  *     --write PS:COUNT   after MODE, fill COUNT pages of PS bytes, spread evenly,
  *                        with byte (page index * 7 + 1) & 0xff, then flush
@@ -30,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +211,46 @@ static char *map_anon(size_t size) {
   return p;
 }
 
+#define SLOW_EVERY ((size_t)64 << 20)
+
+static void hash_range(const char *mem, size_t size, long slow_ms, char hex[65]) {
+  struct sha256 s;
+  sha256_init(&s);
+  for (size_t off = 0; off < size; off += SLOW_EVERY) {
+    sha256_update(&s, mem + off, size - off < SLOW_EVERY ? size - off : SLOW_EVERY);
+    if (slow_ms && off + SLOW_EVERY < size) sleep_ms(slow_ms);
+  }
+  sha256_hex(&s, hex);
+}
+
+/*
+ * One touching thread. With several, all walk the same order, so they fault
+ * on the same pages at nearly the same time: the handler sees duplicate
+ * faults and must treat EEXIST as done (and wake the other waiter).
+ */
+struct toucher {
+  pthread_t thread;
+  const char *mem;
+  const size_t *order;
+  size_t touches;
+  double *lat;
+  long slow_ms;
+};
+
+static void *touch(void *arg) {
+  struct toucher *t = arg;
+  volatile char sink = 0;
+  const size_t slow_pages = SLOW_EVERY / 4096;
+  for (size_t i = 0; i < t->touches; i++) {
+    double a = now_s();
+    sink += t->mem[t->order[i] * 4096];
+    t->lat[i] = (now_s() - a) * 1e6;
+    if (t->slow_ms && (i + 1) % slow_pages == 0) sleep_ms(t->slow_ms);
+  }
+  (void)sink;
+  return NULL;
+}
+
 /* ---- --bad-args: each case, its errno and message ---- */
 
 static int count_fds(void) {
@@ -322,7 +367,7 @@ int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--bad-args")) return bad_args(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "--attach-once")) return attach_once(argv[2]);
   if (argc < 5) {
-    fprintf(stderr, "usage: peer SOCKET SIZE OFFSET sha256|seq|random|none [--write-back] [--write PS:COUNT] [--touches N] [--seed S] [--slow-ms N]\n"
+    fprintf(stderr, "usage: peer SOCKET SIZE OFFSET sha256|seq|random|none [--write-back] [--write PS:COUNT] [--touches N] [--seed S] [--threads T] [--slow-ms N] [--sha256-after]\n"
                     "       peer --self-test | --bad-args SOCKET | --attach-once SOCKET\n");
     return 2;
   }
@@ -331,7 +376,8 @@ int main(int argc, char **argv) {
   uint64_t offset = parse_size(argv[3]);
   const char *mode = argv[4];
   unsigned flags = 0;
-  size_t touches = 0, write_ps = 0, write_count = 0;
+  size_t touches = 0, write_ps = 0, write_count = 0, threads = 1;
+  int sha_after = 0;
   long slow_ms = 0;
   rng = 0x9e3779b97f4a7c15ull;
   for (int i = 5; i < argc; i++) {
@@ -341,11 +387,19 @@ int main(int argc, char **argv) {
       flags |= FAULTLINE_WRITE_BACK;
       continue;
     }
+    if (!strcmp(a, "--sha256-after")) {
+      sha_after = 1;
+      continue;
+    }
     if (!v) die("%s needs a value", a);
     i++;
     if (!strcmp(a, "--touches")) touches = (size_t)parse_size(v);
     else if (!strcmp(a, "--seed")) rng = parse_size(v) * 0x9e3779b97f4a7c15ull | 1;
     else if (!strcmp(a, "--slow-ms")) slow_ms = (long)parse_size(v);
+    else if (!strcmp(a, "--threads")) {
+      threads = (size_t)parse_size(v);
+      if (threads < 1 || threads > 64) die("--threads wants 1..64, got %s", v);
+    }
     else if (!strcmp(a, "--write")) {
       char *colon = strchr(v, ':');
       if (!colon) die("--write wants PAGESIZE:COUNT, got %s", v);
@@ -361,24 +415,18 @@ int main(int argc, char **argv) {
   if (h < 0) die("%s", faultline_last_error());
   printf("{\"attached\":true}\n");
 
-  const size_t slow_every = (size_t)64 << 20;
   if (!strcmp(mode, "sha256")) {
-    struct sha256 s;
     char hex[65];
-    sha256_init(&s);
     double t0 = now_s();
-    for (size_t off = 0; off < size; off += slow_every) {
-      sha256_update(&s, mem + off, size - off < slow_every ? size - off : slow_every);
-      if (slow_ms && off + slow_every < size) sleep_ms(slow_ms);
-    }
-    sha256_hex(&s, hex);
+    hash_range(mem, size, slow_ms, hex);
     printf("{\"sha256\":\"%s\",\"bytes\":%zu,\"seconds\":%.6f}\n", hex, size, now_s() - t0);
   } else if (!strcmp(mode, "seq") || !strcmp(mode, "random")) {
     size_t pages = size / 4096;
     if (!touches || touches > pages) touches = pages;
     size_t *order = malloc(pages * sizeof *order);
-    double *lat = malloc(touches * sizeof *lat);
-    if (!order || !lat) die("%s", "out of memory");
+    double *lat = malloc(touches * threads * sizeof *lat);
+    struct toucher *t = calloc(threads, sizeof *t);
+    if (!order || !lat || !t) die("%s", "out of memory");
     for (size_t i = 0; i < pages; i++) order[i] = i;
     /* Distinct pages, so every touch is a first touch (a fault), as in bench/floor.c. */
     if (mode[0] == 'r')
@@ -387,26 +435,31 @@ int main(int argc, char **argv) {
         order[i] = order[j];
         order[j] = x;
       }
-    volatile char sink = 0;
-    size_t slow_pages = slow_every / 4096;
     double t0 = now_s();
-    for (size_t i = 0; i < touches; i++) {
-      double a = now_s();
-      sink += mem[order[i] * 4096];
-      lat[i] = (now_s() - a) * 1e6;
-      if (slow_ms && (i + 1) % slow_pages == 0) sleep_ms(slow_ms);
+    for (size_t k = 0; k < threads; k++) {
+      t[k] = (struct toucher){.mem = mem, .order = order, .touches = touches, .lat = lat + k * touches, .slow_ms = slow_ms};
+      if (k && pthread_create(&t[k].thread, NULL, touch, &t[k])) die("%s", "pthread_create failed");
     }
+    touch(&t[0]);
+    for (size_t k = 1; k < threads; k++) pthread_join(t[k].thread, NULL);
     double total = now_s() - t0;
-    (void)sink;
-    qsort(lat, touches, sizeof *lat, cmp_double);
-    printf("{\"mode\":\"%s\",\"touches\":%zu,\"seconds\":%.6f,\"p50_us\":%.3f,\"p99_us\":%.3f}\n", mode, touches, total,
-           lat[touches / 2], lat[(size_t)(touches * 0.99)]);
+    size_t n = touches * threads;
+    qsort(lat, n, sizeof *lat, cmp_double);
+    printf("{\"mode\":\"%s\",\"touches\":%zu,\"threads\":%zu,\"seconds\":%.6f,\"p50_us\":%.3f,\"p99_us\":%.3f}\n", mode,
+           touches, threads, total, lat[n / 2], lat[(size_t)(n * 0.99)]);
     free(order);
     free(lat);
+    free(t);
   } else if (strcmp(mode, "none")) {
     die("unknown mode %s", mode);
   }
 
+  if (sha_after) {
+    /* Whatever the mode left resident is read again, the rest faults in now. */
+    char hex[65];
+    hash_range(mem, size, 0, hex);
+    printf("{\"sha256_after\":\"%s\"}\n", hex);
+  }
   if (write_count) {
     size_t pages = size / write_ps, stride = pages / write_count;
     for (size_t k = 0; k < write_count; k++) {
