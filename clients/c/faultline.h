@@ -25,8 +25,8 @@ extern "C" {
 
 /*
  * Registers [addr, addr+size) (already mapped by the caller, private
- * anonymous memory, nothing populated that should stay: pages already
- * present are never replaced) with a new userfaultfd, passes it to the
+ * anonymous memory; pages already present never fault, so they keep their
+ * contents) with a new userfaultfd, passes it to the
  * handler listening on socket_path together with the range and `offset` (the
  * byte offset in the backend object that addr corresponds to), and waits for
  * the handler's answer (30 s, or FAULTLINE_ATTACH_TIMEOUT_MS).
