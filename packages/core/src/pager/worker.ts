@@ -20,7 +20,7 @@ import { SecondTier } from './second-tier.js'
 import { PoolMember, ResidentPool } from '../pool.js'
 import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
-import { offsetBackend, PeerMemory, screenPeerMessages } from './peer.js'
+import { offsetBackend, PeerMemory, screenPeerMessages, type PeerAttach } from './peer.js'
 import { PageSet } from './pageset.js'
 
 const port = parentPort!
@@ -40,7 +40,7 @@ async function start(): Promise<void> {
   let installer: Installer | undefined
   let address = 0
   try {
-    backend = await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' })
+    backend = peer === undefined ? await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' }) : await openForPeer(peer)
     // A peer's range starts at its offset into the object; pages it gives back read as zeros.
     const removed = new PageSet(peer === undefined ? 0 : peer.size / options.pageSize)
     if (peer !== undefined) {
@@ -256,6 +256,21 @@ function drainQueued(fd: number, onMessages: (count: number, messages: Float64Ar
   const out = new Float64Array(WATCH_CAPACITY * 4)
   const n = native.uffdRead(fd, out)
   if (n > 0) setImmediate(() => onMessages(n, out))
+}
+
+/**
+ * A peer's range is a window on the whole object: the backend opens at the
+ * object's own size. A store that does not exist yet is created just large
+ * enough for the range.
+ */
+async function openForPeer(p: PeerAttach): Promise<Backend> {
+  const context = { pageSize: options.pageSize, readOnly: options.access === 'read-only' }
+  try {
+    return await createBackend(options.backend, { ...context, size: undefined })
+  } catch (err) {
+    if (!(err instanceof FaultlineError && err.code === 'ERR_GEOMETRY' && err.option === 'size')) throw err
+    return createBackend(options.backend, { ...context, size: p.offset + p.size })
+  }
 }
 
 /** A peer's range is what it declared; past the object's end it reads as zeros. */
