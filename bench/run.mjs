@@ -12,6 +12,7 @@ import { builtinBackends } from '@faultline/backends'
 import { remoteScenarios } from './remote.mjs'
 import { randomPages } from './sampling.mjs'
 import { redisScenarios } from './redis.mjs'
+import { serveScenarios } from './serve.mjs'
 import { renderTable } from './table.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -220,6 +221,9 @@ function touchWrite(view, pages) {
   }
   return { lat: Array.from(lat), ms: performance.now() - t0 }
 }
+
+// ---- other processes' memory: faultline serve against its kernel floor ------------------
+await serveScenarios({ quick, row, dir, path: join(dir, `data-${SEQ_BYTES}.bin`), bytes: SEQ_BYTES, outDir: out })
 
 // ---- S3 and HTTP (servers in a child process) -----------------------------------------
 await remoteScenarios({ quick, row })

@@ -205,10 +205,16 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Aligned to 2 MiB, so a handler may serve it in pages larger than 4 KiB. */
+#define MAP_ALIGN ((size_t)2 << 20)
+
 static char *map_anon(size_t size) {
-  char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  char *p = mmap(NULL, size + MAP_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) die("mmap: %s", strerror(errno));
-  return p;
+  char *aligned = (char *)(((uintptr_t)p + MAP_ALIGN - 1) & ~(uintptr_t)(MAP_ALIGN - 1));
+  if (aligned > p) munmap(p, (size_t)(aligned - p));
+  munmap(aligned + size, (size_t)(p + MAP_ALIGN - aligned));
+  return aligned;
 }
 
 #define SLOW_EVERY ((size_t)64 << 20)

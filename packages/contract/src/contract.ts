@@ -105,11 +105,12 @@ export interface Backend {
    * Pages that are plain bytes of a file this backend holds open and that
    * nothing else it does changes (a read-only file with no journal over it):
    * page `p` is bytes `[p * pageSize, (p + 1) * pageSize)` of `fd`, zeros at
-   * or past `length`. Faults on them are then answered by the native watcher
+   * or past `length` (with `offset`, page 0 starts at that byte of the file
+   * instead). Faults on them are then answered by the native watcher
    * with pread(2), without entering JS. `fd` must stay open until close().
    * Called once, when the region opens.
    */
-  filePages?(): { fd: number; length: number } | undefined
+  filePages?(): { fd: number; length: number; offset?: number } | undefined
   /**
    * Stores whole pages. Resolves when they are stored; durability against a
    * crash may wait for {@link sync}. A page is never stored partially.

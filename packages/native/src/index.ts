@@ -79,10 +79,12 @@ export interface Watcher {
   addSource(firstPage: number, pageCount: number, data: Uint8Array): void
   /**
    * Pages [firstPage, firstPage+pageCount) read with pread(2) from `fd` (keep
-   * it open until the watcher stops): page p at byte (p - firstPage) ×
-   * pageSize, zeros at or past `length`. A failed read leaves the fault to JS.
+   * it open until the watcher stops): page p at byte fileOffset + (p -
+   * firstPage) × pageSize, zeros at or past `length` (the file's). A failed
+   * read leaves the fault to JS. The sources are dropped at the first
+   * REMOVE or UNMAP event the watcher reads: pages given back read as zeros.
    */
-  addFileSource(firstPage: number, pageCount: number, fd: number, length: number): void
+  addFileSource(firstPage: number, pageCount: number, fd: number, fileOffset: number, length: number): void
   /** Copies one page of bytes to native memory; a fault on `page` is installed from it, once. */
   stage(page: number, bytes: Uint8Array): void
   /** Forgets a staged page, copying it into `out` first if given; false if it was not staged. */

@@ -359,18 +359,18 @@ Napi::Value AddSource(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// addFileSource(firstPage, pageCount, fd, length)
+// addFileSource(firstPage, pageCount, fd, fileOffset, length)
 Napi::Value AddFileSource(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "addFileSource";
   ReadyPages* ready = ReadyOf(info, fn);
-  uint64_t first, count, length;
+  uint64_t first, count, offset, length;
   int fd;
   if (ready == nullptr || !ArgU64(info, 0, fn, "firstPage", &first) || !ArgU64(info, 1, fn, "pageCount", &count) ||
-      !ArgFd(info, 2, fn, "fd", &fd) || !ArgU64(info, 3, fn, "length", &length)) {
+      !ArgFd(info, 2, fn, "fd", &fd) || !ArgU64(info, 3, fn, "fileOffset", &offset) || !ArgU64(info, 4, fn, "length", &length)) {
     return env.Undefined();
   }
-  ready->AddFileSource(first, count, fd, length);
+  ready->AddFileSource(first, count, fd, offset, length);
   return env.Undefined();
 }
 

@@ -43,13 +43,13 @@ void ReadyPages::AddSource(uint64_t first_page, uint64_t count, Napi::TypedArray
   sources_.push_back(Source{first_page, count, bytes, Napi::Persistent(data)});
 }
 
-void ReadyPages::AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t length) {
-  files_.push_back(FileSource{first_page, count, fd, length});
+void ReadyPages::AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t file_offset, uint64_t length) {
+  files_.push_back(FileSource{first_page, count, fd, file_offset, length});
   if (!file_page_) file_page_.reset(new uint8_t[config_.page_size]);
 }
 
 const uint8_t* ReadyPages::ReadFilePage(const FileSource& f, uint64_t page) {
-  const uint64_t start = (page - f.first) * config_.page_size;
+  const uint64_t start = f.offset + (page - f.first) * config_.page_size;
   uint8_t* out = file_page_.get();
   uint64_t got = 0;
   const uint64_t wanted = start >= f.length ? 0 : std::min(config_.page_size, f.length - start);
@@ -132,6 +132,8 @@ void ReadyPages::Serve(int fd, double* messages, size_t count) {
   const double read_at = NowUs();  // the messages were read just now
   for (size_t m = 0; m < count; m++) {
     double* msg = messages + 4 * m;
+    // Faults after it in this very read may be on the pages it gave back.
+    if (msg[0] == UFFD_EVENT_REMOVE || msg[0] == UFFD_EVENT_UNMAP) files_.clear();
     if (msg[0] != UFFD_EVENT_PAGEFAULT) continue;
     const uint64_t flags = static_cast<uint64_t>(msg[1]);
     if (flags & UFFD_PAGEFAULT_FLAG_WP) continue;  // a write to a present page: JS tracks it

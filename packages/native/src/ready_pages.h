@@ -49,8 +49,10 @@ class ReadyPages {
   void AddSource(uint64_t first_page, uint64_t count, Napi::TypedArray data, uint8_t* bytes);
   // Pages [first_page, first_page + count) read with pread(2) from `fd`,
   // which the caller keeps open until the watcher stops: page p starts at
-  // byte (p - first_page) * page_size; bytes at or past `length` read as zeros.
-  void AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t length);
+  // byte file_offset + (p - first_page) * page_size; bytes at or past
+  // `length` (the file's) read as zeros. Dropped at the first REMOVE or
+  // UNMAP event: pages given back must read as zeros, not as the file.
+  void AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t file_offset, uint64_t length);
   void Stage(uint64_t page, const uint8_t* bytes);
   // Copies the staged bytes into `out` (if given) and forgets them.
   bool Unstage(uint64_t page, uint8_t* out);
@@ -71,7 +73,7 @@ class ReadyPages {
   struct FileSource {
     uint64_t first, count;
     int fd;
-    uint64_t length;
+    uint64_t offset, length;
   };
   const uint8_t* Find(uint64_t page, bool* staged);
   // The page read into file_page_, or null if the read failed (left to JS).

@@ -60,7 +60,14 @@ export function offsetBackend(backend: Backend, first: number, pageSize: number,
   if (backend.recycle !== undefined) shifted.recycle = (data) => backend.recycle!(data)
   if (backend.write !== undefined) shifted.write = (pages) => backend.write!(pages.map((w) => ({ index: w.index + first, data: w.data })))
   if (backend.sync !== undefined) shifted.sync = () => backend.sync!()
-  // sharedPages and filePages are left out: their page 0 is the object's, not the range's.
+  // The native watcher drops file sources at the first REMOVE it reads, so removed pages still read as zeros.
+  if (backend.filePages !== undefined) {
+    shifted.filePages = () => {
+      const f = backend.filePages!()
+      return f === undefined ? undefined : { fd: f.fd, length: f.length, offset: (f.offset ?? 0) + first * pageSize }
+    }
+  }
+  // sharedPages is left out: its page 0 is the object's, not the range's.
   return shifted
 }
 

@@ -181,7 +181,7 @@ function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: 
   const shared = backend.sharedPages?.()
   if (shared !== undefined && shared.pages > 0) watcher.addSource(0, Math.min(shared.pages, pageCount), shared.data)
   const file = backend.filePages?.()
-  if (file !== undefined) watcher.addFileSource(0, pageCount, file.fd, file.length)
+  if (file !== undefined) watcher.addFileSource(0, pageCount, file.fd, file.offset ?? 0, file.length)
 }
 
 /**
