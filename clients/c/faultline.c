@@ -470,8 +470,11 @@ int faultline_attach_ex(const char *socket_path, void *addr, size_t size, uint64
 
   char json[320];
   char mapping[256];
-  snprintf(mapping, sizeof mapping, "[{\"base_host_virt_addr\":%llu,\"size\":%zu,\"offset\":%llu,\"page_size\":%ld}]",
-           (unsigned long long)a, size, (unsigned long long)offset, page);
+  /* page_size_kib too (bytes, despite the name), as Firecracker sends it:
+     handlers built on Firecracker's own struct require the field. */
+  snprintf(mapping, sizeof mapping,
+           "[{\"base_host_virt_addr\":%llu,\"size\":%zu,\"offset\":%llu,\"page_size\":%ld,\"page_size_kib\":%ld}]",
+           (unsigned long long)a, size, (unsigned long long)offset, page, page);
   if (write_back)
     snprintf(json, sizeof json, "{\"mappings\":%s,\"write_back\":true}", mapping);
   else

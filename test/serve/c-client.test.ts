@@ -300,7 +300,7 @@ time.sleep(30)
       expect(ms).toBeLessThan(5000)
       // The handler did receive the descriptor and Firecracker's mapping array
       // (python on a busy machine may print that only after the client gave up).
-      await expect.poll(() => lines()[1], { timeout: 5000 }).toMatch(/^got 1 \[\{"base_host_virt_addr":\d+,"size":4096,"offset":0,"page_size":4096\}\]$/)
+      await expect.poll(() => lines()[1], { timeout: 5000 }).toMatch(/^got 1 \[\{"base_host_virt_addr":\d+,"size":4096,"offset":0,"page_size":4096,"page_size_kib":4096\}\]$/)
     } finally {
       handler.kill('SIGKILL')
     }

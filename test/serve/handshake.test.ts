@@ -9,6 +9,8 @@ describe('decodeHello', () => {
     const expected = { kind: 'attach', writeBack: false, mappings: [{ address: 0x7f0000000000, size: 1 << 20, offset: 4096, pageSize: 4096 }] }
     expect(decodeHello(JSON.stringify([mapping]))).toEqual(expected)
     expect(decodeHello(JSON.stringify([{ ...mapping, page_size: undefined, page_size_kib: 4096 }]))).toEqual(expected)
+    // The oldest Firecracker sent no page size: the host's.
+    expect(decodeHello(JSON.stringify([{ ...mapping, page_size: undefined }]))).toEqual(expected)
   })
 
   it('reads the object form with write_back, and the status command', () => {

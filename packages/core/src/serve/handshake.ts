@@ -9,7 +9,10 @@
  * A connection that sends `{ "command": "status" }` and no descriptor asks
  * for the server's status.
  */
+import { constants } from '@faultline/native'
 import { FaultlineError } from '../errors.js'
+
+const SYSTEM_PAGE = constants.SYSTEM_PAGE_SIZE!
 
 /** One range of the peer's memory and where its bytes are in the backend object. */
 export interface PeerMapping {
@@ -43,8 +46,9 @@ function decodeMapping(m: unknown, k: number): PeerMapping {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw refuse(`${where} must be an object with base_host_virt_addr, size, offset and page_size`)
   const r = m as Record<string, unknown>
   // Firecracker's `page_size_kib` holds bytes despite its name (its persist.rs
-  // says so and deprecates it); v1.x sends it, newer versions `page_size` too.
-  const pageSize = r.page_size !== undefined ? whole(r, 'page_size', where, 1) : whole(r, 'page_size_kib', where, 1)
+  // says so and deprecates it); v1.x sends it, newer versions `page_size` too,
+  // and the oldest neither (the host's page size was meant).
+  const pageSize = r.page_size !== undefined ? whole(r, 'page_size', where, 1) : r.page_size_kib !== undefined ? whole(r, 'page_size_kib', where, 1) : SYSTEM_PAGE
   if ((pageSize & (pageSize - 1)) !== 0) throw refuse(`${where}: page_size must be a power of two (got ${pageSize})`)
   return { address: whole(r, 'base_host_virt_addr', where, 1), size: whole(r, 'size', where, 1), offset: whole(r, 'offset', where, 0), pageSize }
 }
