@@ -20,6 +20,8 @@
  *                        -> {"written":COUNT}
  *     --slow-ms N        sleep N ms after every 64 MiB read (so a test can kill
  *                        the peer midway)
+ *     --hold             after MODE (and --write, unflushed), stay attached until
+ *                        killed -> {"holding":true}
  *   Prints {"attached":true} as soon as the attach succeeded, and detaches at
  *   the end. SIZE and OFFSET take K/M/G suffixes (powers of 1024).
  *
@@ -373,7 +375,7 @@ int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--bad-args")) return bad_args(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "--attach-once")) return attach_once(argv[2]);
   if (argc < 5) {
-    fprintf(stderr, "usage: peer SOCKET SIZE OFFSET sha256|seq|random|none [--write-back] [--write PS:COUNT] [--touches N] [--seed S] [--threads T] [--slow-ms N] [--sha256-after]\n"
+    fprintf(stderr, "usage: peer SOCKET SIZE OFFSET sha256|seq|random|none [--write-back] [--write PS:COUNT] [--touches N] [--seed S] [--threads T] [--slow-ms N] [--sha256-after] [--hold]\n"
                     "       peer --self-test | --bad-args SOCKET | --attach-once SOCKET\n");
     return 2;
   }
@@ -383,7 +385,7 @@ int main(int argc, char **argv) {
   const char *mode = argv[4];
   unsigned flags = 0;
   size_t touches = 0, write_ps = 0, write_count = 0, threads = 1;
-  int sha_after = 0;
+  int sha_after = 0, hold = 0;
   long slow_ms = 0;
   rng = 0x9e3779b97f4a7c15ull;
   for (int i = 5; i < argc; i++) {
@@ -395,6 +397,10 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "--sha256-after")) {
       sha_after = 1;
+      continue;
+    }
+    if (!strcmp(a, "--hold")) {
+      hold = 1;
       continue;
     }
     if (!v) die("%s needs a value", a);
@@ -472,8 +478,14 @@ int main(int argc, char **argv) {
       size_t page = k * stride;
       memset(mem + page * write_ps, (int)((page * 7 + 1) & 0xff), write_ps);
     }
-    if (faultline_flush(h)) die("%s", faultline_last_error());
+    if (!hold && faultline_flush(h)) die("%s", faultline_last_error());
     printf("{\"written\":%zu}\n", write_count);
+  }
+  if (hold) {
+    /* Stays attached, its writes unflushed, until killed: for the handler's own flush (SIGUSR1). */
+    printf("{\"holding\":true}\n");
+    fflush(stdout);
+    for (;;) pause();
   }
   if (faultline_detach(h)) die("%s", faultline_last_error());
   return 0;

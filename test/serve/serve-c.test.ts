@@ -131,6 +131,37 @@ describe('faultline serve, C peers', () => {
     }
   }, 60_000)
 
+  it('SIGUSR1 to the server writes back a live peer that never flushed', async () => {
+    const copy = join(dir, 'usr1.img')
+    writePatternFile(copy, 16 * MiB)
+    const server = await startServer(join(dir, 'usr1.sock'), `file://${copy}`)
+    try {
+      const r = await runPeer(bin.peer, [server.socket, String(16 * MiB), '0', 'none', '--write-back', '--write', '65536:4', '--hold'], (line, child) => {
+        if (line.holding !== true) return
+        server.process.kill('SIGUSR1')
+        const wait = setInterval(() => {
+          if (!server.log().includes('SIGUSR1: every write-back peer flushed')) return
+          clearInterval(wait)
+          child.kill('SIGKILL')
+        }, 20)
+      })
+      expect(r.signal).toBe('SIGKILL')
+    } finally {
+      expect(await server.stop()).toBe(0)
+    }
+    const fd = openSync(copy, 'r')
+    try {
+      for (let k = 0; k < 4; k++) {
+        const page = k * 64
+        const got = Buffer.alloc(65536)
+        readSync(fd, got, 0, 65536, page * 65536)
+        expect(got.every((b) => b === ((page * 7 + 1) & 0xff))).toBe(true)
+      }
+    } finally {
+      closeSync(fd)
+    }
+  }, 60_000)
+
   it('the Python example puts a mmap buffer in Redis: what it wrote and flushed is in the page store', async () => {
     const ns = uniqueNamespace('serve-py')
     const spec = standaloneSpec(ns)
