@@ -15,6 +15,7 @@ const CODES = [
   'ERR_READ_ONLY',
   'ERR_LOCKED',
   'ERR_GEOMETRY',
+  'ERR_HUGE_PAGES',
 ] as const satisfies readonly FaultlineErrorCode[]
 
 // Fails to compile when the union gains a code this list lacks.

@@ -29,6 +29,8 @@ export type FaultlineErrorCode =
   | 'ERR_LOCKED'
   /** Size/page size disagree with what the backend holds or cannot be determined. */
   | 'ERR_GEOMETRY'
+  /** `hugePages` cannot be served: the pool has too few free huge pages (the message says how many and how to reserve them), or the kernel lacks that size or hugetlb userfaultfd. */
+  | 'ERR_HUGE_PAGES'
 
 export class FaultlineError extends Error {
   override name = 'FaultlineError'

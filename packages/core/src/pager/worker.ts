@@ -5,7 +5,7 @@
  */
 import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
-import { native, featureNames, FEATURE_BITS, registerModeBits, type Installer, type Watcher } from '@faultline/native'
+import { native, featureNames, FEATURE_BITS, registerModeBits, systemPageSize, type Installer, type Watcher } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
 import { readRange } from '../backend/read-range.js'
 import type { Backend } from '@faultline/contract'
@@ -19,6 +19,7 @@ import { Evictor } from './eviction.js'
 import { SecondTier } from './second-tier.js'
 import { PoolMember, ResidentPool } from '../pool.js'
 import { ViewSet } from '../views.js'
+import { checkHugeFeatures, mapHuge } from './huge.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 
 const port = parentPort!
@@ -50,16 +51,21 @@ async function start(): Promise<void> {
     // Eviction needs writers to block while a page is dropped: sync tracking.
     const bounded = options.maxResident !== undefined || options.residentPool !== undefined
     const tracking = readOnly ? 'none' : chooseTracking(bounded ? 'sync' : options.writeTracking)
+    const huge = options.hugePageSize
+    if (huge !== 0) checkHugeFeatures(native.probe().features, huge, tracking !== 'none')
     const features =
       FEATURE_BITS.THREAD_ID |
       (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
-      (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0)
+      (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0) |
+      (huge === 0 ? 0 : FEATURE_BITS.MISSING_HUGETLBFS | (tracking === 'none' ? 0 : FEATURE_BITS.WP_HUGETLBFS_SHMEM))
     const uffd = openUffd(features)
     fd = uffd.fd
-    address = native.mapAnonymous(size)
+    address = huge === 0 ? native.mapAnonymous(size) : mapHuge(size, huge)
+    // The kernel fills and skips a hugetlb region one huge page at a time.
+    const fillUnit = huge === 0 ? systemPageSize : huge
     native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
-    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
+    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, fillUnit, hugetlb: huge !== 0, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
     const memory = new ViewSet(address, size, 'pager')
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -70,9 +76,9 @@ async function start(): Promise<void> {
         post,
       )
     }
-    watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages))
+    watcher = native.watch(fd, WATCH_CAPACITY, (count, messages) => pager.onMessages(count, messages), fillUnit)
     if (backend.info.freshReadBuffers === true) {
-      installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results))
+      installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results), fillUnit)
       pager.installer = installer
     }
     serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
@@ -132,7 +138,7 @@ async function start(): Promise<void> {
       native.retireMapping(address)
       await closeBackend(opened)
     })
-    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
+    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, hugePages: huge !== 0, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
   } catch (err) {
     // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
     watcher?.stop()
