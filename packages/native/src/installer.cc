@@ -191,7 +191,7 @@ Napi::Value Install(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (address % in->unit != 0 || length == 0 || length % in->unit != 0) {
-    ThrowRange(env, fn, "address must be aligned to and bytes a whole number of the %llu-byte fill unit (got %zu bytes)",
+    ThrowRange(env, fn, "address must be page-aligned and bytes a whole number of pages, of the %llu-byte fill unit (got %zu bytes)",
                static_cast<unsigned long long>(in->unit), length);
     return env.Undefined();
   }
