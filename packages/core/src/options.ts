@@ -81,7 +81,8 @@ export interface RegionOptions {
    * `region.advise()` can say `sequential` or `random` per range. `false`
    * turns it off. Default `{ maxBytes: 8 MiB }`, or the backend's own
    * preference (`BackendInfo.readaheadBytes`; HTTP and S3 objects: 32 MiB,
-   * Redis: 4 MiB).
+   * Redis: 4 MiB). With `hugePages` and a backend without a preference
+   * (memory, file) it is off unless `maxBytes` is given: see docs/tuning.md.
    */
   readahead?: false | ReadaheadOptions
   /**

@@ -102,6 +102,8 @@ export class Pager {
   private readonly fetcher: PageFetcher
   /** Set when the watcher serves faults natively: readahead markers are staged there. */
   staging: PageStage | undefined
+  /** Pages [0, sharedPages) the watcher serves from the backend's shared memory (Backend.sharedPages). */
+  sharedPages = 0
   /**
    * Set when the backend's read buffers are fresh: pages fetched ahead are
    * copied into the region on this native thread while the pager goes on.
@@ -484,13 +486,21 @@ export class Pager {
       // second-tier copy, say) is resident already: holding these bytes too
       // would leave a second, aging copy that a later fault could install.
       if (!faulted && !this.resident.has(page)) {
-        // Keep a copy: the backend may reuse its buffer after the next call.
-        // (Not data.slice(): on a Buffer, which file and Redis reads return, that is a view of the same memory.)
-        this.held.set(page, data === undefined ? undefined : new Uint8Array(data))
-        // Staged, the reader's fault on it is answered before JS runs.
-        if (data !== undefined) {
-          this.staging?.stage(page, data)
-          this.recycle(data)
+        if (page < this.sharedPages && (data === undefined || !this.recyclable.has(data))) {
+          // The watcher answers its fault from the backend's shared memory
+          // already: no copy to keep, nothing to stage (on hugetlb, where
+          // every readahead page may be a marker, those two copies of each
+          // huge page halved a scan's bandwidth).
+          this.held.set(page, data)
+        } else {
+          // Keep a copy: the backend may reuse its buffer after the next call.
+          // (Not data.slice(): on a Buffer, which file and Redis reads return, that is a view of the same memory.)
+          this.held.set(page, data === undefined ? undefined : new Uint8Array(data))
+          // Staged, the reader's fault on it is answered before JS runs.
+          if (data !== undefined) {
+            this.staging?.stage(page, data)
+            this.recycle(data)
+          }
         }
         this.inflight.delete(page)
         this.settle(page)
