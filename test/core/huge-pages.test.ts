@@ -206,7 +206,7 @@ describe('hugePages "1G"', () => {
       // Memory too fragmented for a runtime 1 GiB page: the empty pool is reported as such.
       const err = await rejection(openRegion({ backend: 'memory:', size: HUGE_1G, hugePages: '1G' }))
       expect(err.code).toBe('ERR_HUGE_PAGES')
-      expect(err.message).toContain('needs 1 huge pages of 1 GiB but the pool has 0 free')
+      expect(err.message).toContain('needs 1 huge page of 1 GiB but the pool has 0 free')
       expect(err.message).toContain('hugepages-1048576kB/nr_hugepages')
       expect(err.message).toContain('hugepagesz=1G')
       return

@@ -66,7 +66,7 @@ export function mapHuge(size: number, hugePageSize: number): number {
     const sysctl = hugePageSize === 2 ** 21 ? ` (or \`sysctl vm.nr_hugepages=${target}\`)` : ''
     throw new FaultlineError(
       'ERR_HUGE_PAGES',
-      `faultline: hugePages: the region needs ${needed} huge pages of ${label} but the pool has ${now.available} free ` +
+      `faultline: hugePages: the region needs ${needed} huge page${needed === 1 ? '' : 's'} of ${label} but the pool has ${now.available} free ` +
         `(nr_hugepages ${now.total}, in ${now.dir}). Reserve them as root: \`echo ${target} > ${now.dir}/nr_hugepages\`${sysctl}, ` +
         `or at boot with hugepagesz=${hugePageSize === 2 ** 30 ? '1G' : '2M'} hugepages=${target} on the kernel command line; ` +
         `read nr_hugepages back, as the kernel gives fewer when memory is fragmented (${kB} kB pages)`,
