@@ -28,9 +28,10 @@ export interface RegionOptions {
    * opens: a pool with too few free pages fails the open with
    * `ERR_HUGE_PAGES`, whose message says how to reserve more (as root:
    * `echo N > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`).
-   * Everything else works as with small pages (write tracking, eviction,
-   * which then counts huge pages); what differs is in docs/tuning.md and
-   * docs/limits.md. Default `false`.
+   * Write tracking and eviction work as with small pages (counting huge
+   * pages); readahead is off by default for the memory and file backends;
+   * the rest that differs is in docs/tuning.md and docs/limits.md.
+   * Default `false`.
    */
   hugePages?: '2M' | '1G' | false
   /**
