@@ -1,8 +1,9 @@
 // hugePages: regions over hugetlb pages, on the real kernel. The file
 // reserves the pages it needs itself (relative to what the machine had) and
 // gives every one back in afterAll; nothing here is skipped on a condition.
-import { readFileSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openRegion } from '@faultline/core'
 import { checkPattern, fillPattern } from '@faultline/core/pattern'
@@ -191,6 +192,73 @@ describe('hugePages "2M" regions', () => {
     expect(off.pageSize).toBe(65536)
     await off.close()
   })
+})
+
+describe('failures over hugetlb: poison and takeovers one huge page at a time', () => {
+  const PAGES = 8
+  const backendModule = fileURLToPath(new URL('../fixtures/stalling-backend.mjs', import.meta.url))
+
+  /** Page p holds the byte p + 1; reading page 5 stalls as `stall` says (test/fixtures/stalling-backend.mjs). */
+  function stallingRegion(name: string, stall: 'block' | 'hang', extra: Record<string, unknown>, fetchTimeoutMs: number) {
+    const path = join(dir, `${name}.bin`)
+    const bytes = Buffer.alloc(HUGE_2M * PAGES)
+    for (let p = 0; p < PAGES; p++) bytes.fill(p + 1, p * HUGE_2M, (p + 1) * HUGE_2M)
+    writeFileSync(path, bytes)
+    const region = openRegion({ size: HUGE_2M * PAGES, hugePages: '2M', fetchTimeoutMs, writeTracking: 'sync', backend: { type: 'module', module: backendModule, options: { path, page: 5, stall, size: HUGE_2M * PAGES, ...extra } } })
+    return { path, region }
+  }
+
+  /** The kernel copies from the view, so a fault that cannot be served is an EFAULT here rather than SIGBUS. */
+  function kernelCopy(view: Uint8Array): { ok: true } | { ok: false; code: string | undefined } {
+    const fd = openSync(join(dir, 'sink.bin'), 'w')
+    try {
+      writeSync(fd, view)
+      return { ok: true }
+    } catch (err) {
+      return { ok: false, code: (err as NodeJS.ErrnoException).code }
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  it('a fetch that never settles poisons the whole huge page at fetchTimeoutMs; the others are served', async () => {
+    const region = await stallingRegion('hang', 'hang', {}, 400).region
+    try {
+      expect(kernelCopy(region.view(5 * HUGE_2M + 3 * 4096, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      // Poisoned as one unit: its last 4 KiB fails too, without another fetch deadline.
+      const started = performance.now()
+      expect(kernelCopy(region.view(6 * HUGE_2M - 16, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      expect(performance.now() - started).toBeLessThan(300)
+      expect(region.view(6 * HUGE_2M, 1)[0]).toBe(7)
+      expect(region.stats().fetchErrors).toBe(1)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('the watchdog takes a blocked pager over per huge page: the waiting fault fails, writes let through are written back', async () => {
+    const { path, region: opening } = stallingRegion('block', 'block', { blockMs: 7000 }, 300)
+    const region = await opening
+    const stalled = new Promise<{ message: string }>((resolve) => region.once('pager-stalled', resolve))
+    try {
+      expect(region.view(0, 1)[0]).toBe(1)
+      expect(region.view(HUGE_2M, 1)[0]).toBe(2)
+      region.view(2 * HUGE_2M, 1)[0] = 0xa2
+      expect(kernelCopy(region.view(5 * HUGE_2M + 4096, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      // Still blocked: a write to a clean huge page, inside it rather than at its start, is let through.
+      region.view(HUGE_2M - 4096, 1)[0] = 0xa0
+      expect((await stalled).message).toMatch(/did not answer faults for 5000 ms/)
+      region.view(HUGE_2M + 12345, 1)[0] = 0xa1
+      await region.flush()
+      const stored = readFileSync(path)
+      expect(stored[HUGE_2M - 4096]).toBe(0xa0)
+      expect(stored[HUGE_2M + 12345]).toBe(0xa1)
+      expect(stored[2 * HUGE_2M]).toBe(0xa2)
+      expect(stored[5 * HUGE_2M]).toBe(6)
+    } finally {
+      await region.close()
+    }
+  }, 30_000)
 })
 
 describe('hugePages "1G"', () => {
