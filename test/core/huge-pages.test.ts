@@ -1,7 +1,7 @@
 // hugePages: regions over hugetlb pages, on the real kernel. The file
 // reserves the pages it needs itself (relative to what the machine had) and
 // gives every one back in afterAll; nothing here is skipped on a condition.
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -10,6 +10,7 @@ import { checkPattern, fillPattern } from '@faultline/core/pattern'
 import { constants, native, registerModeBits } from '@faultline/native'
 import { writePatternFile, sharedPattern } from '../helpers/dataset.js'
 import { rejection } from '../helpers/errors.js'
+import { kernelCopy } from '../helpers/kernel-copy.js'
 import { tempDir } from '../helpers/tmp.js'
 import { HUGE_1G, HUGE_2M, hugePool, type HugePool } from '../helpers/hugepages.js'
 
@@ -208,26 +209,15 @@ describe('failures over hugetlb: poison and takeovers one huge page at a time', 
     return { path, region }
   }
 
-  /** The kernel copies from the view, so a fault that cannot be served is an EFAULT here rather than SIGBUS. */
-  function kernelCopy(view: Uint8Array): { ok: true } | { ok: false; code: string | undefined } {
-    const fd = openSync(join(dir, 'sink.bin'), 'w')
-    try {
-      writeSync(fd, view)
-      return { ok: true }
-    } catch (err) {
-      return { ok: false, code: (err as NodeJS.ErrnoException).code }
-    } finally {
-      closeSync(fd)
-    }
-  }
+  const sink = join(dir, 'sink.bin')
 
   it('a fetch that never settles poisons the whole huge page at fetchTimeoutMs; the others are served', async () => {
     const region = await stallingRegion('hang', 'hang', {}, 400).region
     try {
-      expect(kernelCopy(region.view(5 * HUGE_2M + 3 * 4096, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      expect(kernelCopy(region.view(5 * HUGE_2M + 3 * 4096, 16), sink)).toEqual({ ok: false, code: 'EFAULT' })
       // Poisoned as one unit: its last 4 KiB fails too, without another fetch deadline.
       const started = performance.now()
-      expect(kernelCopy(region.view(6 * HUGE_2M - 16, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      expect(kernelCopy(region.view(6 * HUGE_2M - 16, 16), sink)).toEqual({ ok: false, code: 'EFAULT' })
       expect(performance.now() - started).toBeLessThan(300)
       expect(region.view(6 * HUGE_2M, 1)[0]).toBe(7)
       expect(region.stats().fetchErrors).toBe(1)
@@ -244,7 +234,7 @@ describe('failures over hugetlb: poison and takeovers one huge page at a time', 
       expect(region.view(0, 1)[0]).toBe(1)
       expect(region.view(HUGE_2M, 1)[0]).toBe(2)
       region.view(2 * HUGE_2M, 1)[0] = 0xa2
-      expect(kernelCopy(region.view(5 * HUGE_2M + 4096, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      expect(kernelCopy(region.view(5 * HUGE_2M + 4096, 16), sink)).toEqual({ ok: false, code: 'EFAULT' })
       // Still blocked: a write to a clean huge page, inside it rather than at its start, is let through.
       region.view(HUGE_2M - 4096, 1)[0] = 0xa0
       expect((await stalled).message).toMatch(/did not answer faults for 5000 ms/)
