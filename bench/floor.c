@@ -5,9 +5,10 @@
  *   floor fault <bytes> <pageSize> <seq|random> <touches>
  *       one thread touches pages, the handler copies each faulting page;
  *       reports GB/s and the toucher's per-fault latency percentiles
- *   floor copy <bytes> <pageSize>
+ *   floor copy <bytes> <pageSize> [hugetlb]
  *       UFFDIO_COPY of the whole region with nobody faulting: the bandwidth
- *       ceiling of installing pages
+ *       ceiling of installing pages; with `hugetlb`, into a MAP_HUGETLB
+ *       region of <pageSize> pages (2 MiB, 1 GiB; reserve them first)
  *   floor mmap <file> <seq|random> <touches>
  *       the kernel's own mmap of a file (page cache warm), touching one byte
  *       per 4 KiB page
@@ -138,10 +139,16 @@ static int mode_fault(size_t bytes, size_t page, int random, size_t touches) {
   return 0;
 }
 
-static int mode_copy(size_t bytes, size_t page) {
+static char *map_huge(size_t bytes, size_t page) {
+  char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (__builtin_ctzll(page) << 26), -1, 0);
+  if (p == MAP_FAILED) die("mmap(MAP_HUGETLB) (are enough huge pages reserved?)");
+  return p;
+}
+
+static int mode_copy(size_t bytes, size_t page, int hugetlb) {
   char *src = map_anon(bytes);
   memset(src, 0x5a, bytes);
-  char *base = map_anon(bytes);
+  char *base = hugetlb ? map_huge(bytes, page) : map_anon(bytes);
   int uffd = make_uffd(base, bytes);
   size_t chunk = page * 64 > bytes ? bytes : page * 64;
   double t0 = now_us();
@@ -190,9 +197,10 @@ static int mode_anon(size_t bytes) {
 int main(int argc, char **argv) {
   if (argc >= 6 && !strcmp(argv[1], "fault"))
     return mode_fault(strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0), !strcmp(argv[4], "random"), strtoull(argv[5], 0, 0));
-  if (argc >= 4 && !strcmp(argv[1], "copy")) return mode_copy(strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0));
+  if (argc >= 4 && !strcmp(argv[1], "copy"))
+    return mode_copy(strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0), argc >= 5 && !strcmp(argv[4], "hugetlb"));
   if (argc >= 5 && !strcmp(argv[1], "mmap")) return mode_mmap(argv[2], !strcmp(argv[3], "random"), strtoull(argv[4], 0, 0));
   if (argc >= 3 && !strcmp(argv[1], "anon")) return mode_anon(strtoull(argv[2], 0, 0));
-  fprintf(stderr, "usage: floor fault <bytes> <page> <seq|random> <touches> | copy <bytes> <page> | mmap <file> <seq|random> <touches> | anon <bytes>\n");
+  fprintf(stderr, "usage: floor fault <bytes> <page> <seq|random> <touches> | copy <bytes> <page> [hugetlb] | mmap <file> <seq|random> <touches> | anon <bytes>\n");
   return 2;
 }

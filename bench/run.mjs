@@ -1,32 +1,21 @@
 // `pnpm bench`: faultline against its baselines, measured in the same run.
 // Builds the C kernel floor (bench/floor.c), runs every scenario, prints a
 // table with ratios and writes .bench/results.json. See docs/benchmarks.md.
-import { execFileSync } from 'node:child_process'
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync, readSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends } from '@faultline/backends'
+import { hugeScenarios } from './huge.mjs'
+import { createRows, floor, out, runFloor, summarize, touch } from './measure.mjs'
 import { remoteScenarios } from './remote.mjs'
 import { randomPages } from './sampling.mjs'
 import { redisScenarios } from './redis.mjs'
 import { serveScenarios } from './serve.mjs'
 import { renderTable } from './table.mjs'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const out = join(root, '.bench')
 mkdirSync(out, { recursive: true })
-const floorBin = join(out, 'floor')
-execFileSync('cc', ['-O2', '-pthread', '-o', floorBin, join(root, 'bench', 'floor.c')], { stdio: 'inherit' })
-const runFloor = (args) => JSON.parse(execFileSync(floorBin, args.map(String), { encoding: 'utf8' }))
-/** Best of two runs: on a VM the first touch of guest memory the host has not backed yet costs extra. */
-const floor = (...args) => {
-  const a = runFloor(args)
-  const b = runFloor(args)
-  return (b.gbps ?? 0) > (a.gbps ?? 0) ? b : a
-}
 // Warm-up: have the host back a gigabyte of guest memory before anything is measured.
 runFloor(['anon', 2 ** 30])
 
@@ -34,21 +23,7 @@ const quick = process.argv.includes('--quick')
 const SEQ_BYTES = (quick ? 64 : 256) * 2 ** 20
 const RANDOM_TOUCHES = quick ? 1000 : 5000
 const dir = mkdtempSync(join(tmpdir(), 'faultline-bench-'))
-const rows = []
-const row = (scenario, subject, m, base) => {
-  const r = { scenario, subject, ...m }
-  if (base !== undefined) {
-    if (m.gbps !== undefined && base.gbps) r.ratio = m.gbps / base.gbps
-    else if (m.p50_us !== undefined && base.p50_us) r.ratio = base.p50_us / m.p50_us
-  }
-  rows.push(r)
-  return r
-}
-const percentile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
-const summarize = (lat, ms, bytes) => {
-  lat.sort((a, b) => a - b)
-  return { ms, gbps: bytes / ms / 1e6, p50_us: percentile(lat, 0.5), p99_us: percentile(lat, 0.99) }
-}
+const { rows, row } = createRows()
 
 function patternFile(bytes) {
   const path = join(dir, `data-${bytes}.bin`)
@@ -56,21 +31,6 @@ function patternFile(bytes) {
   fillPattern(buf, 0)
   writeFileSync(path, buf)
   return { path, buf }
-}
-
-/** Touches one byte per `stride` in `order`, timing each touch from the app's side. */
-function touch(view, offsets) {
-  const lat = new Float64Array(offsets.length)
-  let sink = 0
-  const t0 = performance.now()
-  for (let i = 0; i < offsets.length; i++) {
-    const a = performance.now()
-    sink += view[offsets[i]]
-    lat[i] = (performance.now() - a) * 1000
-  }
-  const ms = performance.now() - t0
-  if (sink === -1) console.log(sink)
-  return { lat: Array.from(lat), ms }
 }
 
 function zipfPages(pages, count, skew = 0.99, seed = 11) {
@@ -143,6 +103,9 @@ async function withRegion(options, fn) {
   await fileBackend.close()
   void buf
 }
+
+// ---- sequential scan over huge pages (bench/huge.mjs) ------------------------------
+await hugeScenarios({ quick, row })
 
 // ---- random 4 KiB faults -----------------------------------------------------------
 {

@@ -20,6 +20,7 @@ export function renderTable(rows) {
     const extra = [
       p50 !== undefined ? `p50 ${fmt(p50)}× floor` : '',
       r.vs_copy !== undefined ? `vs copy ${fmt(r.vs_copy)}` : '',
+      r.vs_copy4k !== undefined ? `vs copy@4K ${fmt(r.vs_copy4k)}` : '',
       r.vs_batched !== undefined ? `vs batched ${fmt(r.vs_batched)}` : '',
       r.vs_ceiling !== undefined ? `vs ceiling ${fmt(r.vs_ceiling)}` : '',
       r.vs_memory !== undefined ? `vs memory ${fmt(r.vs_memory)}` : '',

@@ -6,14 +6,16 @@
  * of a missing page), so a failed fault is an EFAULT this test can see
  * rather than the SIGBUS a JS access would get.
  */
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { openRegion, type Region } from '@faultline/core'
+import { kernelCopy } from '../helpers/kernel-copy.js'
 import { tempDir } from '../helpers/tmp.js'
 
 const dir = tempDir()
+const sink = join(dir, 'sink.bin')
 const PAGE = 65536
 const PAGES = 16
 const backendModule = fileURLToPath(new URL('../fixtures/stalling-backend.mjs', import.meta.url))
@@ -32,25 +34,12 @@ function stallingRegion(name: string, stall: 'block' | 'hang', extra: Record<str
   })
 }
 
-/** The kernel copies from the view: a fault it takes on a page that cannot come fails the call. */
-function kernelCopy(view: Uint8Array): { ok: true } | { ok: false; code: string | undefined } {
-  const fd = openSync(join(dir, 'sink.bin'), 'w')
-  try {
-    writeSync(fd, view)
-    return { ok: true }
-  } catch (err) {
-    return { ok: false, code: (err as NodeJS.ErrnoException).code }
-  } finally {
-    closeSync(fd)
-  }
-}
-
 describe('a pager that stops answering', () => {
   it('a backend read that never settles fails at fetchTimeoutMs, for a fault and for region.read()', async () => {
     const region = await stallingRegion('hang', 'hang', {}, 400)
     try {
       const started = performance.now()
-      expect(kernelCopy(region.view(5 * PAGE, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      expect(kernelCopy(region.view(5 * PAGE, 16), sink)).toEqual({ ok: false, code: 'EFAULT' })
       const waited = performance.now() - started
       expect(waited).toBeGreaterThanOrEqual(350)
       await expect(region.read(5 * PAGE, 16)).rejects.toMatchObject({ code: 'ERR_BACKEND', message: expect.stringContaining('did not answer within') })
@@ -73,7 +62,7 @@ describe('a pager that stops answering', () => {
       region.view(2 * PAGE, 1)[0] = 0xa2
       const started = performance.now()
       // The pager blocks in read(5); the watchdog (5 s floor) takes over.
-      expect(kernelCopy(region.view(5 * PAGE, 16))).toEqual({ ok: false, code: 'EFAULT' })
+      expect(kernelCopy(region.view(5 * PAGE, 16), sink)).toEqual({ ok: false, code: 'EFAULT' })
       const waited = performance.now() - started
       expect(waited).toBeGreaterThanOrEqual(4500)
       expect(waited).toBeLessThan(6900)
@@ -100,7 +89,7 @@ describe('a pager that stops answering', () => {
     let stalls = 0
     region.on('pager-stalled', () => stalls++)
     try {
-      expect(kernelCopy(region.view(5 * PAGE, 16))).toEqual({ ok: true })
+      expect(kernelCopy(region.view(5 * PAGE, 16), sink)).toEqual({ ok: true })
       expect(region.view(5 * PAGE, 1)[0]).toBe(6)
       expect(stalls).toBe(0)
     } finally {

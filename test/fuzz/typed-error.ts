@@ -16,6 +16,7 @@ const CODES = [
   'ERR_LOCKED',
   'ERR_GEOMETRY',
   'ERR_PEER',
+  'ERR_HUGE_PAGES',
 ] as const satisfies readonly FaultlineErrorCode[]
 
 // Fails to compile when the union gains a code this list lacks.

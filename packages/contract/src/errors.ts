@@ -31,6 +31,8 @@ export type FaultlineErrorCode =
   | 'ERR_GEOMETRY'
   /** A process served by `faultline serve` sent a handshake or command that cannot be served, or went away; the message says which. */
   | 'ERR_PEER'
+  /** `hugePages` cannot be served: the pool has too few free huge pages (the message says how many and how to reserve them), or the kernel lacks that size or hugetlb userfaultfd. */
+  | 'ERR_HUGE_PAGES'
 
 export class FaultlineError extends Error {
   override name = 'FaultlineError'

@@ -15,9 +15,25 @@ export interface RegionOptions {
    * The fault unit in bytes: a power of two, a multiple of the system page
    * size (4096). Larger pages mean fewer faults and larger backend requests
    * for sequential access; smaller pages waste less on random access.
-   * Default 65536.
+   * Default 65536; with `hugePages`, the huge page size (and only that).
    */
   pageSize?: number
+  /**
+   * Back the region with hugetlb pages of this size (`'2M'`, or `'1G'`
+   * where the CPU and kernel offer it) instead of 4 KiB pages: each fault
+   * installs one huge page with one UFFDIO_COPY, and the TLB covers it with
+   * one entry. `pageSize` is then the huge page size (leave it out, or give
+   * exactly that), and `size` a whole number of huge pages. The pages come
+   * from the kernel's hugetlb pool and are all reserved when the region
+   * opens: a pool with too few free pages fails the open with
+   * `ERR_HUGE_PAGES`, whose message says how to reserve more (as root:
+   * `echo N > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`).
+   * Write tracking and eviction work as with small pages (counting huge
+   * pages); readahead is off by default for the memory and file backends;
+   * the rest that differs is in docs/tuning.md and docs/limits.md.
+   * Default `false`.
+   */
+  hugePages?: '2M' | '1G' | false
   /**
    * Where pages come from: a spec object `{ type, ...options }` or a URL
    * string (`memory:`, `file:///abs/path`). See docs/backends.md.
@@ -66,7 +82,8 @@ export interface RegionOptions {
    * `region.advise()` can say `sequential` or `random` per range. `false`
    * turns it off. Default `{ maxBytes: 8 MiB }`, or the backend's own
    * preference (`BackendInfo.readaheadBytes`; HTTP and S3 objects: 32 MiB,
-   * Redis: 4 MiB).
+   * Redis: 4 MiB). With `hugePages` and a backend without a preference
+   * (memory, file) it is off unless `maxBytes` is given: see docs/tuning.md.
    */
   readahead?: false | ReadaheadOptions
   /**
@@ -114,6 +131,8 @@ export interface WriteBackOptions {
 export interface NormalizedOptions {
   size: number | undefined
   pageSize: number
+  /** Bytes of a hugetlb page (2 MiB, 1 GiB), equal to pageSize; 0 for ordinary pages. */
+  hugePageSize: number
   backend: BackendSpec
   access: 'read-only' | 'read-write' | undefined
   fetchTimeoutMs: number
@@ -142,12 +161,16 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes', 'residentPool'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes', 'residentPool', 'hugePages'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
 
-  const pageSize = o.pageSize ?? DEFAULT_PAGE_SIZE
+  const hugePageSize = normalizeHugePages(o.hugePages)
+  if (hugePageSize !== 0 && o.pageSize !== undefined && o.pageSize !== hugePageSize) {
+    throw invalidOption('pageSize', `must be left out or be ${hugePageSize} with hugePages ${describe(o.hugePages)}: the fault unit is the huge page (got ${describe(o.pageSize)})`)
+  }
+  const pageSize = o.pageSize ?? (hugePageSize || DEFAULT_PAGE_SIZE)
   if (!isPositiveInteger(pageSize) || pageSize % SYSTEM_PAGE !== 0 || (pageSize & (pageSize - 1)) !== 0 || pageSize > 2 ** 30) {
     throw invalidOption('pageSize', `must be a power of two, a multiple of ${SYSTEM_PAGE} and at most 1 GiB (got ${describe(o.pageSize)})`)
   }
@@ -156,6 +179,10 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
   if (o.size !== undefined) {
     if (!isPositiveInteger(o.size)) throw invalidOption('size', `must be a positive whole number of bytes (got ${describe(o.size)})`)
     if (o.size > MAX_REGION_BYTES) throw invalidOption('size', `must be at most 64 TiB (got ${o.size})`)
+    if (hugePageSize !== 0 && o.size % hugePageSize !== 0) {
+      const up = Math.ceil(o.size / hugePageSize) * hugePageSize
+      throw invalidOption('size', `must be a whole number of ${formatHuge(hugePageSize)} huge pages with hugePages ${describe(o.hugePages)}, each reserved from the pool (got ${o.size}; ${up} is the next)`)
+    }
     size = o.size
   }
 
@@ -191,6 +218,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
   return {
     size,
     pageSize,
+    hugePageSize,
     backend,
     access: access as NormalizedOptions['access'],
     fetchTimeoutMs,
@@ -202,6 +230,20 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident ?? o.residentPool),
     residentPool: normalizeResidentPool(o.residentPool, writeTracking),
   }
+}
+
+/** The huge page sizes `hugePages` takes, in bytes. */
+export const HUGE_PAGE_SIZES = { '2M': 2 ** 21, '1G': 2 ** 30 } as const
+
+function normalizeHugePages(value: unknown): number {
+  if (value === undefined || value === false) return 0
+  if (value === '2M' || value === '1G') return HUGE_PAGE_SIZES[value]
+  throw invalidOption('hugePages', `must be "2M", "1G" or false (got ${describe(value)})`)
+}
+
+/** 2 MiB, 1 GiB. */
+export function formatHuge(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${bytes / 2 ** 30} GiB` : `${bytes / 2 ** 20} MiB`
 }
 
 /**

@@ -38,6 +38,8 @@ export class Region extends EventEmitter<RegionEvents> {
   /** Bytes of real data; beyond it, up to `size`, the region reads as zeros. */
   readonly dataSize: number
   readonly pageSize: number
+  /** True when the region is backed by hugetlb pages (`hugePages`): `pageSize` is the huge page size. */
+  readonly hugePages: boolean
   /** True when writes stay private to this process and never reach the backend. */
   readonly readOnly: boolean
   /** The backend's name, without credentials. */
@@ -59,6 +61,7 @@ export class Region extends EventEmitter<RegionEvents> {
     this.size = r.size
     this.dataSize = r.dataSize
     this.pageSize = r.pageSize
+    this.hugePages = r.hugePages
     this.readOnly = r.readOnly
     this.backendName = r.backendName
     this.features = r.features

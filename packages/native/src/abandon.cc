@@ -23,9 +23,10 @@ namespace faultline {
 
 namespace {
 
-void Answer(int fd, const uffd_msg& msg, uint64_t sys_page, Takeover* takeover) {
+void Answer(int fd, const uffd_msg& msg, uint64_t unit, Takeover* takeover) {
   if (msg.event != UFFD_EVENT_PAGEFAULT) return;
-  const uint64_t page = msg.arg.pagefault.address & ~(sys_page - 1);
+  // The address is system-page aligned; hugetlb fills and protects whole huge pages.
+  const uint64_t page = msg.arg.pagefault.address & ~(unit - 1);
   if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
     // Recorded before the writer is let through, so a pager that recovers
     // counts the page dirty and its next flush writes it.
@@ -35,28 +36,27 @@ void Answer(int fd, const uffd_msg& msg, uint64_t sys_page, Takeover* takeover) 
     }
     uffdio_writeprotect wp;
     memset(&wp, 0, sizeof wp);
-    wp.range = {page, sys_page};
+    wp.range = {page, unit};
     ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
     return;
   }
   for (int tries = 0; tries < 64; tries++) {
     fl_uffdio_poison poison;
     memset(&poison, 0, sizeof poison);
-    poison.range = {page, sys_page};
+    poison.range = {page, unit};
     if (ioctl(fd, UFFDIO_POISON, &poison) == 0) return;
     if (errno != EAGAIN) break;
   }
   // Present after all (EEXIST), or the poison failed: wake the thread, which
   // then reads the page or faults again and comes back here.
-  uffdio_range wake{page, sys_page};
+  uffdio_range wake{page, unit};
   ioctl(fd, UFFDIO_WAKE, &wake);
 }
 
 }  // namespace
 
 // Polls with a timeout only when someone may ask it to stop.
-void ServePoisoning(int fd, uint64_t address, uint64_t length, Takeover* takeover) {
-  const uint64_t sys_page = PageSize();
+void ServePoisoning(int fd, uint64_t address, uint64_t length, uint64_t unit, Takeover* takeover) {
   uffdio_range all{address, length};
   ioctl(fd, UFFDIO_WAKE, &all);
   const int timeout_ms = takeover == nullptr ? -1 : 100;
@@ -76,12 +76,12 @@ void ServePoisoning(int fd, uint64_t address, uint64_t length, Takeover* takeove
       if (errno == EAGAIN || errno == EINTR) continue;
       break;
     }
-    for (ssize_t k = 0; k < got / static_cast<ssize_t>(sizeof(uffd_msg)); k++) Answer(fd, msgs[k], sys_page, takeover);
+    for (ssize_t k = 0; k < got / static_cast<ssize_t>(sizeof(uffd_msg)); k++) Answer(fd, msgs[k], unit, takeover);
   }
   close(fd);
 }
 
-void PoisonAbandoned(int fd, uint64_t address, uint64_t length) {
+void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit) {
   // Our own descriptor: the original may be closed and its number reused.
   const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) return;
@@ -89,7 +89,7 @@ void PoisonAbandoned(int fd, uint64_t address, uint64_t length) {
           "faultline: the pager thread of the region at 0x%llx ended without closing it; "
           "from now on an access to a page of it that is not resident gets SIGBUS\n",
           static_cast<unsigned long long>(address));
-  std::thread(ServePoisoning, own, address, length, nullptr).detach();
+  std::thread(ServePoisoning, own, address, length, unit, nullptr).detach();
 }
 
 }  // namespace faultline

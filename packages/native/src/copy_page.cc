@@ -10,12 +10,32 @@
 
 namespace faultline {
 
-int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t mode, int max_again, int* err) {
+namespace {
+
+// A hugetlb UFFDIO_COPY first copies with page faults disabled; if a source
+// page is not mapped yet it allocates a second, unreserved huge page from the
+// pool to copy into, and fails with ENOMEM when the pool has none spare.
+// Reading every source page first (a zero page maps no memory) keeps the
+// kernel on the first path, so a region needs exactly its own pages. The
+// last byte too: a source that is not page-aligned (a malloc'd buffer) ends
+// in one more page than the stride reaches.
+void TouchSource(const uint8_t* bytes, uint64_t length) {
   const uint64_t sys_page = PageSize();
+  uint8_t sink = 0;
+  for (uint64_t at = 0; at < length; at += sys_page) sink |= *static_cast<const volatile uint8_t*>(bytes + at);
+  sink |= *static_cast<const volatile uint8_t*>(bytes + length - 1);
+  static_cast<void>(sink);
+}
+
+}  // namespace
+
+int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t unit, uint64_t mode, int max_again,
+             int* err) {
   uint64_t done = 0;
   bool installed_any = false;
   int again = 0;
   *err = 0;
+  if (unit > PageSize()) TouchSource(bytes, length);
   while (done < length) {
     uffdio_copy copy;
     memset(&copy, 0, sizeof copy);
@@ -32,9 +52,9 @@ int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, ui
     const int e = rc == 0 ? 0 : errno;
     if (copy.copy == -EEXIST || e == EEXIST) {
       // Someone installed this part first; its waiters still need waking.
-      uffdio_range wake{address + done, sys_page};
+      uffdio_range wake{address + done, unit};
       ioctl(fd, UFFDIO_WAKE, &wake);
-      done += sys_page;
+      done += unit;
     } else if ((copy.copy == -EAGAIN || e == EAGAIN) && ++again < max_again) {
       continue;
     } else {

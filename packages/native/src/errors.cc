@@ -182,6 +182,16 @@ bool ArgRange(const Napi::CallbackInfo& info, size_t i, const char* fn, const ch
   return true;
 }
 
+bool ArgFillUnit(const Napi::CallbackInfo& info, size_t i, const char* fn, uint64_t* out) {
+  if (!ArgU64Or(info, i, fn, "fillUnit", PageSize(), out)) return false;
+  if (*out < PageSize() || (*out & (*out - 1)) != 0) {
+    ThrowRange(info.Env(), fn, "fillUnit must be a power of two of at least %zu bytes (got %llu)", PageSize(),
+               static_cast<unsigned long long>(*out));
+    return false;
+  }
+  return true;
+}
+
 size_t PageSize() {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return page;

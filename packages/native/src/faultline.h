@@ -44,6 +44,12 @@ bool ArgRange(const Napi::CallbackInfo& info, size_t i, const char* fn, const ch
 
 size_t PageSize();
 
+// The optional `fillUnit` argument: the smallest piece UFFDIO_COPY/POISON
+// may fill or skip (the system page, or the huge page size of a hugetlb
+// mapping, where the kernel refuses anything smaller). Undefined means the
+// system page; otherwise a power of two of at least the system page.
+bool ArgFillUnit(const Napi::CallbackInfo& info, size_t i, const char* fn, uint64_t* out);
+
 // A uint64 mask as a JS number. Bits >= 53 cannot be represented exactly and
 // are dropped (only UFFDIO_API's own bit 63 in uffdio_api.ioctls is affected).
 inline double MaskToNumber(uint64_t mask) {
@@ -73,16 +79,19 @@ long DrainMessages(int fd, double* out, size_t capacity);
 
 // Installs [address, address+length) from `bytes` with UFFDIO_COPY in `mode`,
 // resuming after partial copies. EEXIST on a part means someone installed it
-// first: its waiters are woken and the copy goes on. EAGAIN is retried up to
+// first: its waiters are woken and the copy goes on after that `unit` (the
+// system page, or the huge page of a hugetlb mapping). EAGAIN is retried up to
 // max_again times. Returns 1 if this call installed any of it, 0 if all of it
 // was present already, -1 with *err = errno when a part could not be copied.
-int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t mode, int max_again, int* err);
+int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t unit, uint64_t mode, int max_again,
+             int* err);
 
 // ---- abandon.cc -------------------------------------------------------------
 
 // Hands a uffd whose pager is gone to a detached native thread that answers
-// every fault in [address, address+length) with UFFDIO_POISON (SIGBUS).
-void PoisonAbandoned(int fd, uint64_t address, uint64_t length);
+// every fault in [address, address+length) with UFFDIO_POISON (SIGBUS), one
+// `unit` (system or huge page) at a time.
+void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit);
 
 // A region served by a native thread while its pager is alive but stuck
 // (watchdog.cc): the thread ends when `stop` is set, and the pages whose
@@ -90,13 +99,13 @@ void PoisonAbandoned(int fd, uint64_t address, uint64_t length);
 struct Takeover {
   std::atomic<bool> stop{false};
   std::mutex mutex;
-  std::vector<uint64_t> written;  // system-page addresses
+  std::vector<uint64_t> written;  // addresses of fill units (system or huge pages)
 };
 
 // Answers faults on `own_fd` (which it closes) with poison, on the calling
 // thread: for ever (PoisonAbandoned's thread, `takeover` null) or until
 // `takeover->stop`.
-void ServePoisoning(int own_fd, uint64_t address, uint64_t length, Takeover* takeover);
+void ServePoisoning(int own_fd, uint64_t address, uint64_t length, uint64_t unit, Takeover* takeover);
 
 // ---- watchdog.cc ------------------------------------------------------------
 
@@ -118,7 +127,8 @@ struct Pulse {
 // been inside its fault callback, for `stall_ms`, takes the uffd over:
 // faults get SIGBUS (the fetch-timeout policy) until the watcher stops.
 // False (errno set) if the descriptor could not be duplicated.
-bool StartWatchdog(std::shared_ptr<Pulse> pulse, int fd, uint64_t address, uint64_t length, uint64_t stall_ms);
+bool StartWatchdog(std::shared_ptr<Pulse> pulse, int fd, uint64_t address, uint64_t length, uint64_t unit,
+                   uint64_t stall_ms);
 // Ends the watchdog (and any takeover) of a watcher that stops.
 void StopWatchdog(Pulse* pulse);
 int64_t SteadyMs();

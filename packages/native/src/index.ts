@@ -186,8 +186,15 @@ export interface NativeAddon {
   /** close(2). */
   closeFd(fd: number): void
 
-  /** mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE) + MADV_DONTFORK. */
-  mapAnonymous(length: number): number
+  /**
+   * mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE) + MADV_DONTFORK,
+   * `length` rounded up to whole pages. With `hugePageSize` (a power of two
+   * above the system page: 2 MiB, 1 GiB) the mapping is hugetlb instead
+   * (MAP_HUGETLB | log2(hugePageSize) << MAP_HUGE_SHIFT) and without
+   * MAP_NORESERVE: the pages are reserved from the pool now, so a short pool
+   * throws ENOMEM here (`syscall: 'mmap'`), never SIGBUS on a later fault.
+   */
+  mapAnonymous(length: number, hugePageSize?: number): number
   /**
    * Ends a mapping's life safely: replaces it with a fresh anonymous mapping
    * (so a stale view reads zeros instead of crashing), and munmaps once the
@@ -231,8 +238,12 @@ export interface NativeAddon {
    * thrown by the callback goes to 'uncaughtException' (a Worker's 'error').
    * The callback runs on this thread: it must never touch memory registered
    * on `fd`, or this thread sleeps in the fault it is meant to serve.
+   * `fillUnit` (default the system page) is the smallest piece the kernel
+   * fills in the watched region: a hugetlb region's huge page size. Native
+   * serving skips present parts, and the abandon guard and watchdog poison
+   * and unprotect, one unit at a time.
    */
-  watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void): Watcher
+  watch(fd: number, capacity: number, callback: (count: number, messages: Float64Array) => void, fillUnit?: number): Watcher
 
   /**
    * Starts a native thread that installs pages into regions registered on
@@ -243,8 +254,9 @@ export interface NativeAddon {
    * present already: EEXIST, waiters woken) or `-errno` (EAGAIN that kept
    * coming, ENOMEM, ENOENT after an unregister…: not installed). While it
    * runs it keeps the event loop alive; `stop()` or the thread's end stops it.
+   * `fillUnit` as in {@link NativeAddon.watch}: copies must be whole units.
    */
-  createInstaller(fd: number, onDone: (count: number, results: Float64Array) => void): Installer
+  createInstaller(fd: number, onDone: (count: number, results: Float64Array) => void, fillUnit?: number): Installer
 
   /**
    * ioctl(PAGEMAP_SCAN) on /proc/self/pagemap (opened once per process, O_RDONLY|O_CLOEXEC, kept open).

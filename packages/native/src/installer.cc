@@ -60,6 +60,7 @@ struct Installer {
   uv_async_t async;  // async.data points back here
   napi_env env = nullptr;
   int fd = -1;  // our own duplicate: the pager's may be closed and its number reused
+  uint64_t unit = 0;  // fill unit: the system page, or the huge page of a hugetlb region
   napi_ref callback = nullptr;
   napi_async_cleanup_hook_handle cleanup = nullptr;
   std::shared_ptr<Control> control;
@@ -84,7 +85,7 @@ void Run(Installer* in) {
       in->jobs.pop_front();
     }
     int err = 0;
-    const int r = CopyPage(in->fd, job.address, job.bytes, job.length, job.mode, kMaxAgain, &err);
+    const int r = CopyPage(in->fd, job.address, job.bytes, job.length, in->unit, job.mode, kMaxAgain, &err);
     {
       std::lock_guard<std::mutex> lock(in->mu);
       in->done.push_back({job.token, r >= 0 ? static_cast<double>(r) : -static_cast<double>(err)});
@@ -189,9 +190,9 @@ Napi::Value Install(const Napi::CallbackInfo& info) {
     ThrowType(env, fn, "bytes must be a Uint8Array");
     return env.Undefined();
   }
-  const size_t sys_page = PageSize();
-  if (address % sys_page != 0 || length == 0 || length % sys_page != 0) {
-    ThrowRange(env, fn, "address must be page-aligned and bytes a whole number of %zu-byte pages (got %zu bytes)", sys_page, length);
+  if (address % in->unit != 0 || length == 0 || length % in->unit != 0) {
+    ThrowRange(env, fn, "address must be page-aligned and bytes a whole number of pages, of the %llu-byte fill unit (got %zu bytes)",
+               static_cast<unsigned long long>(in->unit), length);
     return env.Undefined();
   }
   {
@@ -208,11 +209,12 @@ Napi::Value Stop(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// createInstaller(fd, onDone(count, results: Float64Array of [token, result] pairs))
+// createInstaller(fd, onDone(count, results: Float64Array of [token, result] pairs), fillUnit?)
 Napi::Value CreateInstaller(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
-  if (!ArgFd(info, 0, "createInstaller", "fd", &fd)) return env.Undefined();
+  uint64_t unit;
+  if (!ArgFd(info, 0, "createInstaller", "fd", &fd) || !ArgFillUnit(info, 2, "createInstaller", &unit)) return env.Undefined();
   if (!info[1].IsFunction()) {
     ThrowType(env, "createInstaller", "onDone must be a function");
     return env.Undefined();
@@ -227,6 +229,7 @@ Napi::Value CreateInstaller(const Napi::CallbackInfo& info) {
   auto* in = new Installer();
   in->env = env;
   in->fd = own;
+  in->unit = unit;
   const int rc = uv_async_init(loop, &in->async, OnAsync);
   if (rc != 0) {
     close(own);

@@ -92,19 +92,41 @@ void* MapFresh(void* at, size_t length) {
   return mmap(at, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed, -1, 0);
 }
 
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+
+// A private hugetlb mapping of `huge`-byte pages. Without MAP_NORESERVE the
+// kernel reserves every page now, so a short pool fails here with ENOMEM
+// rather than with SIGBUS on some later fault.
+void* MapHuge(size_t length, uint64_t huge) {
+  const int log2 = __builtin_ctzll(huge);
+  return mmap(nullptr, length, PROT_READ | PROT_WRITE,
+              MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (log2 << MAP_HUGE_SHIFT), -1, 0);
+}
+
 // ---- bindings ---------------------------------------------------------------
 
+// mapAnonymous(length, hugePageSize?)
 Napi::Value MapAnonymous(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint64_t length;
-  if (!ArgU64(info, 0, "mapAnonymous", "length", &length)) return env.Undefined();
+  uint64_t length, huge;
+  if (!ArgU64(info, 0, "mapAnonymous", "length", &length) ||
+      !ArgU64Or(info, 1, "mapAnonymous", "hugePageSize", 0, &huge)) {
+    return env.Undefined();
+  }
   if (length == 0) {
     ThrowRange(env, "mapAnonymous", "length must be > 0");
     return env.Undefined();
   }
-  const uint64_t page = PageSize();
+  if (huge != 0 && (huge <= PageSize() || (huge & (huge - 1)) != 0)) {
+    ThrowRange(env, "mapAnonymous", "hugePageSize must be a power of two above %zu bytes (got %llu)", PageSize(),
+               static_cast<unsigned long long>(huge));
+    return env.Undefined();
+  }
+  const uint64_t page = huge != 0 ? huge : PageSize();
   length = (length + page - 1) / page * page;
-  void* p = MapFresh(nullptr, length);
+  void* p = huge != 0 ? MapHuge(length, huge) : MapFresh(nullptr, length);
   if (p == MAP_FAILED) {
     ThrowErrno(env, errno, "mmap");
     return env.Undefined();

@@ -34,6 +34,7 @@ struct Watcher {
   napi_env env = nullptr;
   int fd = -1;
   size_t capacity = 0;
+  uint64_t unit = 0;  // fill unit of the watched region: system or huge page (watch()'s fillUnit)
   Napi::FunctionReference callback;
   Napi::ObjectReference messages;  // Float64Array(capacity * 4)
   napi_async_cleanup_hook_handle cleanup = nullptr;
@@ -73,7 +74,7 @@ void BeginClose(Watcher* w) {
 void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
   Watcher* w = static_cast<Watcher*>(arg);
   // The thread is ending and nobody called stop(): its pager is gone.
-  if (!w->closing && w->abandon_length != 0) PoisonAbandoned(w->fd, w->abandon_address, w->abandon_length);
+  if (!w->closing && w->abandon_length != 0) PoisonAbandoned(w->fd, w->abandon_address, w->abandon_length, w->unit);
   BeginClose(w);
 }
 
@@ -268,7 +269,7 @@ Napi::Value ArmWatchdog(const Napi::CallbackInfo& info) {
     ThrowType(env, fn, "the watchdog is armed already");
     return env.Undefined();
   }
-  if (!StartWatchdog(w->pulse, w->fd, address, length, stall_ms)) ThrowErrno(env, errno, "fcntl(F_DUPFD_CLOEXEC)");
+  if (!StartWatchdog(w->pulse, w->fd, address, length, w->unit, stall_ms)) ThrowErrno(env, errno, "fcntl(F_DUPFD_CLOEXEC)");
   return env.Undefined();
 }
 
@@ -298,10 +299,11 @@ Napi::Value ServeNatively(const Napi::CallbackInfo& info) {
       !ArgU64(info, 4, fn, "writeMode", &config.write_mode)) {
     return env.Undefined();
   }
-  if (config.page_size == 0 || config.page_size % PageSize() != 0) {
-    ThrowRange(env, fn, "pageSize must be a multiple of %zu", PageSize());
+  if (config.page_size == 0 || config.page_size % w->unit != 0) {
+    ThrowRange(env, fn, "pageSize must be a multiple of %llu (the watcher's fill unit)", static_cast<unsigned long long>(w->unit));
     return env.Undefined();
   }
+  config.fill_unit = w->unit;
   if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
     ThrowType(env, fn, "stats must be a Float64Array");
     return env.Undefined();
@@ -415,8 +417,9 @@ Napi::Value Unstage(const Napi::CallbackInfo& info) {
 Napi::Value Watch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
-  uint64_t capacity;
-  if (!ArgFd(info, 0, "watch", "fd", &fd) || !ArgU64(info, 1, "watch", "capacity", &capacity)) {
+  uint64_t capacity, unit;
+  if (!ArgFd(info, 0, "watch", "fd", &fd) || !ArgU64(info, 1, "watch", "capacity", &capacity) ||
+      !ArgFillUnit(info, 3, "watch", &unit)) {
     return env.Undefined();
   }
   if (capacity == 0 || capacity > (1u << 20)) {
@@ -435,6 +438,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   w->env = env;
   w->fd = fd;
   w->capacity = static_cast<size_t>(capacity);
+  w->unit = unit;
   int rc = uv_poll_init(loop, &w->handle, fd);
   if (rc != 0) {
     delete w;

@@ -104,7 +104,7 @@ int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t
   int err = 0;
   // A copy that fails midway (e.g. ENOMEM) is left to the JS path, which
   // finishes the page, taking EEXIST on the parts already here.
-  return CopyPage(fd, address, bytes, config_.page_size, mode, kMaxAgain, &err);
+  return CopyPage(fd, address, bytes, config_.page_size, config_.fill_unit, mode, kMaxAgain, &err);
 }
 
 uint32_t ReadyPages::LatencyBucket(double us) const {

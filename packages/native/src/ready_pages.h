@@ -34,6 +34,7 @@ struct ServeConfig {
   uint64_t address = 0;
   uint64_t page_size = 0;
   uint64_t page_count = 0;
+  uint64_t fill_unit = 0;   // EEXIST steps: the system page, or the huge page of a hugetlb region
   uint64_t read_mode = 0;   // UFFDIO_COPY mode for a read fault (WP when tracking writes)
   uint64_t write_mode = 0;  // and for a missing fault taken by a write
   ServeCounters slots{};

@@ -36,7 +36,7 @@ bool Readable(int fd) {
   return poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
 }
 
-void Watch(std::shared_ptr<Pulse> pulse, int own, uint64_t address, uint64_t length, uint64_t stall_ms) {
+void Watch(std::shared_ptr<Pulse> pulse, int own, uint64_t address, uint64_t length, uint64_t unit, uint64_t stall_ms) {
   const auto tick = std::chrono::milliseconds(std::clamp<uint64_t>(stall_ms / 8, 10, 250));
   const int64_t stall = static_cast<int64_t>(stall_ms);
   int64_t unread_since = 0;
@@ -68,7 +68,7 @@ void Watch(std::shared_ptr<Pulse> pulse, int own, uint64_t address, uint64_t len
             "from now on an access to a page of it that is not resident gets SIGBUS\n",
             static_cast<unsigned long long>(address), static_cast<unsigned long long>(stall_ms),
             stuck ? "stuck in its fault callback" : "its event loop is not reading the userfaultfd");
-    ServePoisoning(own, address, length, &pulse->takeover);
+    ServePoisoning(own, address, length, unit, &pulse->takeover);
     return;
   }
   close(own);
@@ -85,11 +85,12 @@ void StopWatchdog(Pulse* pulse) {
   pulse->wake.notify_all();
 }
 
-bool StartWatchdog(std::shared_ptr<Pulse> pulse, int fd, uint64_t address, uint64_t length, uint64_t stall_ms) {
+bool StartWatchdog(std::shared_ptr<Pulse> pulse, int fd, uint64_t address, uint64_t length, uint64_t unit,
+                   uint64_t stall_ms) {
   // Our own descriptor: the watcher's may be closed and its number reused.
   const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) return false;
-  std::thread(Watch, std::move(pulse), own, address, length, stall_ms).detach();
+  std::thread(Watch, std::move(pulse), own, address, length, unit, stall_ms).detach();
   return true;
 }
 

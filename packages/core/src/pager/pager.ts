@@ -27,6 +27,10 @@ export interface PagerConfig {
   address: number
   size: number
   pageSize: number
+  /** The smallest piece the kernel fills: the system page, or the huge page of a hugetlb region. */
+  fillUnit: number
+  /** Backed by hugetlb pages: no UFFDIO_ZEROPAGE there, absent pages are copies of zeros. */
+  hugetlb: boolean
   maxBatchPages: number
   /** Most pages the backend takes in one read (readahead parts grow up to it). */
   maxPartPages: number
@@ -81,6 +85,8 @@ export class Pager {
   private activeBatches = 0
   private readonly idleWaiters: Array<() => void> = []
   private readonly zeroPage: Uint8Array
+  /** What touchSource() read, kept so the reads are not optimized away. */
+  private touched = 0
   /** Set for read-write regions: tracks written pages and writes them back. */
   writeBack: WriteBack | undefined
   /** Set when the region has a `maxResident` bound. */
@@ -96,6 +102,8 @@ export class Pager {
   private readonly fetcher: PageFetcher
   /** Set when the watcher serves faults natively: readahead markers are staged there. */
   staging: PageStage | undefined
+  /** Pages [0, sharedPages) the watcher serves from the backend's shared memory (Backend.sharedPages). */
+  sharedPages = 0
   /**
    * Set when the backend's read buffers are fresh: pages fetched ahead are
    * copied into the region on this native thread while the pager goes on.
@@ -484,13 +492,21 @@ export class Pager {
       // second-tier copy, say) is resident already: holding these bytes too
       // would leave a second, aging copy that a later fault could install.
       if (!faulted && !this.resident.has(page)) {
-        // Keep a copy: the backend may reuse its buffer after the next call.
-        // (Not data.slice(): on a Buffer, which file and Redis reads return, that is a view of the same memory.)
-        this.held.set(page, data === undefined ? undefined : new Uint8Array(data))
-        // Staged, the reader's fault on it is answered before JS runs.
-        if (data !== undefined) {
-          this.staging?.stage(page, data)
-          this.recycle(data)
+        if (page < this.sharedPages && (data === undefined || !this.recyclable.has(data))) {
+          // The watcher answers its fault from the backend's shared memory
+          // already: no copy to keep, nothing to stage (on hugetlb, where
+          // every readahead page may be a marker, those two copies of each
+          // huge page halved a scan's bandwidth).
+          this.held.set(page, data)
+        } else {
+          // Keep a copy: the backend may reuse its buffer after the next call.
+          // (Not data.slice(): on a Buffer, which file and Redis reads return, that is a view of the same memory.)
+          this.held.set(page, data === undefined ? undefined : new Uint8Array(data))
+          // Staged, the reader's fault on it is answered before JS runs.
+          if (data !== undefined) {
+            this.staging?.stage(page, data)
+            this.recycle(data)
+          }
         }
         this.inflight.delete(page)
         this.settle(page)
@@ -607,10 +623,11 @@ export class Pager {
    * after the part done; without progress (the mm is changing) it retries.
    */
   private fill(address: number, data: Uint8Array | undefined, mode: number): void {
-    const { fd, pageSize } = this.config
-    // ZEROPAGE has no write-protect mode: a protected zero page is a copy of zeros.
-    if (data === undefined && (mode & constants.UFFDIO_COPY_MODE_WP) !== 0) data = this.zeroPage
-    const sysPage = constants.SYSTEM_PAGE_SIZE
+    const { fd, pageSize, fillUnit } = this.config
+    // ZEROPAGE has no write-protect mode, and hugetlb has no ZEROPAGE at all:
+    // then a zero page is a copy of zeros.
+    if (data === undefined && ((mode & constants.UFFDIO_COPY_MODE_WP) !== 0 || this.config.hugetlb)) data = this.zeroPage
+    if (data !== undefined && this.config.hugetlb) this.touched ^= touchSource(data)
     let done = 0
     let spins = 0
     while (done < pageSize) {
@@ -621,8 +638,8 @@ export class Pager {
       if (r > 0) {
         done += r
       } else if (r === -constants.EEXIST) {
-        native.uffdWake(fd, address + done, sysPage)
-        done += sysPage
+        native.uffdWake(fd, address + done, fillUnit)
+        done += fillUnit
       } else if (r === -constants.EAGAIN) {
         // An event (REMOVE, UNMAP) is queued unread: only reading it ends the EAGAINs.
         this.onBusy?.()
@@ -706,6 +723,22 @@ export class Pager {
       // nothing more to do
     }
   }
+}
+
+/**
+ * Reads a byte of each system page of a hugetlb copy's source. The kernel
+ * first copies with page faults disabled; a source page not mapped yet (the
+ * untouched zero page, a padded last page) sends it to a fallback that needs
+ * a second, unreserved huge page from the pool, and fails with ENOMEM when
+ * none is spare. Read, a zero page maps the shared zero page: no memory.
+ * The last byte too: a buffer that is not page-aligned (malloc'd) ends in
+ * one more page than the stride reaches.
+ */
+function touchSource(data: Uint8Array): number {
+  const step = constants.SYSTEM_PAGE_SIZE
+  let sum = data[data.byteLength - 1]!
+  for (let i = 0; i < data.byteLength; i += step) sum |= data[i]!
+  return sum
 }
 
 function errorMessage(err: unknown): string {

@@ -19,6 +19,8 @@ export interface PagerReady {
   /** Bytes of real data (a file's length); the tail of the last page reads as zeros. */
   dataSize: number
   pageSize: number
+  /** True when the region is backed by hugetlb pages of pageSize bytes. */
+  hugePages: boolean
   readOnly: boolean
   writeTracking: WriteTrackingMode
   backendName: string
