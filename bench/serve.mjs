@@ -12,14 +12,17 @@ import { buildC } from '../scripts/build-c.mjs'
 const cli = fileURLToPath(new URL('../packages/core/dist/cli/main.js', import.meta.url))
 
 function startHandler(cmd, args, ready) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  // Their logs (a line per peer) would drown the table; kept for an error message.
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let log = ''
+  child.stderr.setEncoding('utf8').on('data', (c) => (log = (log + c).slice(-4000)))
   return new Promise((resolve, reject) => {
     let text = ''
     child.stdout.setEncoding('utf8').on('data', (c) => {
       text += c
       if (text.includes(ready)) resolve(child)
     })
-    child.once('exit', (code) => reject(new Error(`${cmd} exited (${code}) before listening: ${text}`)))
+    child.once('exit', (code) => reject(new Error(`${cmd} exited (${code}) before listening: ${text}${log}`)))
   })
 }
 

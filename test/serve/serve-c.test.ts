@@ -80,6 +80,30 @@ describe('faultline serve, C peers', () => {
     expect(mine).toBeGreaterThanOrEqual(1)
   }, 120_000)
 
+  it('four threads of one peer faulting the same pages: duplicate faults are answered once each, the bytes are right', async () => {
+    const size = 64 * MiB
+    let duplicates = -1
+    let fetched = -1
+    const r = await runPeer(bin.peer, [fileServer.socket, String(size), '0', 'seq', '--threads', '4', '--sha256-after', '--hold'], (line, child) => {
+      if (line.holding !== true) return
+      status(fileServer.socket).then(
+        (s) => {
+          const mine = s.peers.find((p) => p.pid === child.pid) as unknown as { stats: { duplicateFaults: number; bytesFetched: number } } | undefined
+          duplicates = mine?.stats.duplicateFaults ?? -1
+          fetched = mine?.stats.bytesFetched ?? -1
+          child.kill('SIGTERM')
+        },
+        () => child.kill('SIGTERM'),
+      )
+    })
+    expect(r.stderr).toBe('')
+    expect(r.lines.find((l) => l.mode === 'seq')?.threads).toBe(4)
+    expect(r.lines.find((l) => 'sha256_after' in l)?.sha256_after).toBe(sliceSha(image, 0, size))
+    expect(duplicates).toBeGreaterThan(0)
+    // Each page once from the backend, however many threads faulted on it.
+    expect(fetched).toBe(size)
+  }, 60_000)
+
   it('four at once over Redis, one SIGKILLed midway: the others finish right, the server stays up and keeps no descriptor', async () => {
     const serverPid = redisServer.process.pid!
     const fdsBefore = openFds(serverPid)

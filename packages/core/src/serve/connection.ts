@@ -14,8 +14,8 @@ export const MAX_HELLO_BYTES = 64 * 1024
 const MAX_FDS = 1
 
 export interface ConnectionEvents {
-  /** The first message so far; return true once it is complete (later bytes are commands). */
-  hello(text: string, fds: readonly number[]): boolean
+  /** The first message so far (its descriptors are in takeFds()); return true once it is complete (later bytes are commands). */
+  hello(text: string): boolean
   /** One command line. */
   line(line: string): void
   /** The peer closed its end or hung up. */
@@ -97,7 +97,7 @@ export class Connection {
       // Firecracker's message has no terminator: complete once it parses.
       const newline = this.pending.indexOf(10)
       const text = (newline < 0 ? this.pending : this.pending.subarray(0, newline)).toString('utf8')
-      if (!this.on.hello(text, this.fds)) return
+      if (!this.on.hello(text)) return
       this.greeted = true
       this.pending = newline < 0 ? Buffer.alloc(0) : this.pending.subarray(newline + 1)
     }

@@ -13,8 +13,8 @@ import { FaultlineError, invalidOption } from '../errors.js'
 import { DEFAULT_PAGE_SIZE, describe, normalizeOptions, type NormalizedOptions, type ReadaheadOptions } from '../options.js'
 import type { PagerEvent } from '../pager/protocol.js'
 import { redact } from '../backend/url.js'
-import { Connection } from './connection.js'
-import { decodeCommand, decodeHello, servedPageSize, type PeerHello } from './handshake.js'
+import { Conversation, type ConversationHost } from './conversation.js'
+import { servedPageSize, type PeerHello } from './handshake.js'
 import { closeQuietly, PeerSession, processAlive, type PeerStatus } from './session.js'
 import { RefusedPeer } from './refused.js'
 
@@ -60,7 +60,7 @@ const EXIT_CHECK_MS = 500
 
 export class FaultlineServer {
   private readonly sessions = new Map<number, PeerSession>()
-  private readonly connections = new Set<Connection>()
+  private readonly conversations = new Set<Conversation>()
   private readonly refusedPeers = new Set<RefusedPeer>()
   private readonly listener: { stop(): void }
   private readonly started = Date.now()
@@ -110,7 +110,7 @@ export class FaultlineServer {
       this.listener.stop()
       closeQuietly(this.listenFd)
       if (existsSync(this.socket)) unlinkSync(this.socket)
-      for (const c of this.connections) c.close()
+      for (const c of [...this.conversations]) c.close()
       for (const r of this.refusedPeers) r.close()
       await Promise.allSettled([...this.sessions.values()].map((s) => s.close(!processAlive(s.peer.pid))))
       this.sessions.clear()
@@ -131,78 +131,20 @@ export class FaultlineServer {
   }
 
   private open(fd: number, pid: number): void {
-    let session: PeerSession | undefined
-    let starting = false
-    const queued: string[] = []
-    const refuse = (err: unknown): void => {
+    this.conversations.add(new Conversation(fd, pid, this.conversationHost))
+  }
+
+  private readonly conversationHost: ConversationHost = {
+    attach: (pid, hello, fds) => this.attach(pid, hello, fds),
+    status: () => this.status(),
+    refused: (pid, error) => {
       this.refused++
-      const e = err instanceof FaultlineError ? err : new FaultlineError('ERR_PEER', `faultline serve: ${String((err as Error).message ?? err)}`)
-      this.log(`refused process ${pid}: ${e.message}`)
-      conn.reply({ ok: false, code: e.code, message: e.message })
-      for (const uffd of conn.takeFds()) this.keepRefused(uffd, pid)
-      end()
-    }
-    const end = (): void => {
-      this.connections.delete(conn)
-      conn.close()
-    }
-    const command = (line: string): void => {
-      if (session === undefined) {
-        queued.push(line)
-        return
-      }
-      let name: ReturnType<typeof decodeCommand>
-      try {
-        name = decodeCommand(line)
-      } catch (err) {
-        conn.reply({ ok: false, code: 'ERR_PEER', message: (err as Error).message })
-        return
-      }
-      const s = session
-      const done = (): void => conn.reply({ ok: true, command: name, pagesWritten: s.stats().pagesWritten })
-      const failed = (err: unknown): void => conn.reply({ ok: false, code: (err as FaultlineError).code ?? 'ERR_PEER', message: String((err as Error).message) })
-      if (name === 'flush') s.flush().then(done, failed)
-      else
-        this.retire(s, false).then(() => {
-          done()
-          end()
-        }, failed)
-    }
-    const conn = new Connection(fd, pid, {
-      hello: (text, fds) => {
-        if (starting) return true
-        let hello: PeerHello | undefined
-        try {
-          hello = decodeHello(text)
-        } catch (err) {
-          refuse(err)
-          return false
-        }
-        if (hello === undefined) return false
-        starting = true
-        if (hello.kind === 'status') {
-          conn.reply(this.status())
-          end()
-          return true
-        }
-        this.attach(pid, hello, conn.takeFds()).then(
-          (s) => {
-            session = s
-            conn.reply({ ok: true, id: s.id, pageSize: s.pageSize, pages: s.peer.size / s.pageSize, writeBack: s.peer.writeBack })
-            for (const line of queued.splice(0)) command(line)
-          },
-          refuse,
-        )
-        return true
-      },
-      line: command,
-      hangup: () => {
-        end()
-        if (session !== undefined) this.whenGone(session)
-      },
-      broken: refuse,
-    })
-    this.connections.add(conn)
+      this.log(`refused process ${pid}: ${error.message}`)
+    },
+    keepRefused: (uffd, pid) => this.keepRefused(uffd, pid),
+    retire: (session, gone) => this.retire(session, gone),
+    whenGone: (session) => this.whenGone(session),
+    ended: (conversation) => this.conversations.delete(conversation),
   }
 
   private async attach(pid: number, hello: Extract<PeerHello, { kind: 'attach' }>, fds: number[]): Promise<PeerSession> {
