@@ -65,6 +65,22 @@ afterAll(async () => {
 
 const peer = (server: RunningServer, ...args: string[]) => runPeer(bin.peer, [server.socket, ...args])
 
+/** What `peer --write 65536:COUNT` wrote into a range of SIZE bytes at BASE: COUNT pages spread evenly, byte (page × 7 + 1). */
+function expectPeerPattern(path: string, base: number, size: number, count: number): void {
+  const fd = openSync(path, 'r')
+  try {
+    const pages = size / 65536
+    for (let k = 0; k < count; k++) {
+      const page = k * (pages / count)
+      const got = Buffer.alloc(65536)
+      readSync(fd, got, 0, 65536, base + page * 65536)
+      expect(got.every((b) => b === ((page * 7 + 1) & 0xff)), `page ${page}`).toBe(true)
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
 describe('faultline serve, C peers', () => {
   it('a C program maps 1 GiB, attaches it over a file, and checksums to the file', async () => {
     const r = await peer(fileServer, String(GiB), '0', 'sha256')
@@ -141,18 +157,7 @@ describe('faultline serve, C peers', () => {
     } finally {
       expect(await server.stop()).toBe(0)
     }
-    const fd = openSync(copy, 'r')
-    try {
-      const pages = (16 * MiB) / 65536
-      for (let k = 0; k < 8; k++) {
-        const page = k * (pages / 8)
-        const got = Buffer.alloc(65536)
-        readSync(fd, got, 0, 65536, 8 * MiB + page * 65536)
-        expect(got.every((b) => b === ((page * 7 + 1) & 0xff))).toBe(true)
-      }
-    } finally {
-      closeSync(fd)
-    }
+    expectPeerPattern(copy, 8 * MiB, 16 * MiB, 8)
   }, 60_000)
 
   it('SIGUSR1 to the server writes back a live peer that never flushed', async () => {
@@ -173,17 +178,7 @@ describe('faultline serve, C peers', () => {
     } finally {
       expect(await server.stop()).toBe(0)
     }
-    const fd = openSync(copy, 'r')
-    try {
-      for (let k = 0; k < 4; k++) {
-        const page = k * 64
-        const got = Buffer.alloc(65536)
-        readSync(fd, got, 0, 65536, page * 65536)
-        expect(got.every((b) => b === ((page * 7 + 1) & 0xff))).toBe(true)
-      }
-    } finally {
-      closeSync(fd)
-    }
+    expectPeerPattern(copy, 0, 16 * MiB, 4)
   }, 60_000)
 
   it('the Python example puts a mmap buffer in Redis: what it wrote and flushed is in the page store', async () => {
