@@ -21,6 +21,25 @@ function switchableBackend(size: number) {
 }
 
 describe.each(['sync', 'async'] as const)('write-back (%s write tracking)', (mode) => {
+  it('a flush of more pages than one snapshot chunk, in batches that do not divide it, writes every page once', async () => {
+    // 64 KiB pages: a 16 MiB snapshot chunk is 256 pages; batches of 100 do not divide it.
+    const pages = 600
+    const data = new Uint8Array(new SharedArrayBuffer(pages * 65536))
+    const region = await openRegion({ pageSize: 65536, backend: { type: 'memory', data }, writeTracking: mode, maxBatchPages: 100 })
+    try {
+      const v = region.view()
+      for (let p = 0; p < pages; p++) v.fill((p % 250) + 1, p * 65536, (p + 1) * 65536)
+      await region.flush()
+      for (let p = 0; p < pages; p++) {
+        const page = data.subarray(p * 65536, (p + 1) * 65536)
+        expect(page.every((b) => b === (p % 250) + 1), `page ${p}`).toBe(true)
+      }
+      expect(region.stats().pagesWritten).toBe(pages)
+    } finally {
+      await region.close()
+    }
+  })
+
   it('flush() writes pages written after a read fault and after a write fault on a missing page', async () => {
     const data = sharedPattern(1 << 20)
     const region = await openRegion({ pageSize: 4096, backend: { type: 'memory', data }, writeTracking: mode })

@@ -137,7 +137,9 @@ export class WriteBack {
     const pages = this.collect()
     const failed: number[] = []
     let firstError: unknown
-    const chunkPages = Math.max(this.config.batchPages, Math.floor(SNAPSHOT_BYTES / this.config.pageSize))
+    // A whole number of batches, so every batch lies inside the chunk its snapshot was taken with.
+    const { batchPages } = this.config
+    const chunkPages = batchPages * Math.max(1, Math.floor(SNAPSHOT_BYTES / this.config.pageSize / batchPages))
     let writes: PageWrite[] = []
     for (let i = 0; i < pages.length; i += this.config.batchPages) {
       // Snapshots are taken a chunk at a time, then written a batch at a time.
