@@ -4,7 +4,7 @@
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync, readSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openRegion } from '@faultline/core'
+import { openRegion, releasePagerThreads } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
 import { builtinBackends } from '@faultline/backends'
 import { hugeScenarios } from './huge.mjs'
@@ -198,6 +198,30 @@ function touchWrite(view, pages, salt = 0) {
     lat[i] = (performance.now() - a) * 1000
   }
   return { lat: Array.from(lat), ms: performance.now() - t0 }
+}
+
+// ---- opening regions: a pager thread reused, or started -----------------------------------
+{
+  const path = join(dir, `data-${SEQ_BYTES}.bin`)
+  const file = { type: 'file', path, readOnly: true }
+  const opens = []
+  for (let i = 0; i < 50; i++) {
+    const t0 = performance.now()
+    const region = await openRegion({ backend: file })
+    opens.push(performance.now() - t0)
+    await region.close()
+  }
+  opens.sort((a, b) => a - b)
+  row('open', 'openRegion over a local file, median of 50 (each closed before the next)', { open_ms: opens[25], open_max_ms: opens[49] })
+  await releasePagerThreads()
+  const t0 = performance.now()
+  const regions = await Promise.all(Array.from({ length: 32 }, () => openRegion({ backend: file })))
+  row('open', '32 regions opened at once (no thread waiting)', { open_ms: performance.now() - t0 })
+  await Promise.all(regions.map((r) => r.close()))
+  const t1 = performance.now()
+  const again = await Promise.all(Array.from({ length: 32 }, () => openRegion({ backend: file })))
+  row('open', '32 regions opened at once, right after 32 closed', { open_ms: performance.now() - t1 })
+  await Promise.all(again.map((r) => r.close()))
 }
 
 // ---- other processes' memory: faultline serve against its kernel floor ------------------

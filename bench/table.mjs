@@ -32,6 +32,7 @@ export function renderTable(rows) {
       r.fetched_bytes !== undefined ? `fetched ${fmt(r.fetched_bytes / 2 ** 20, 1)} MiB` : '',
       r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '',
       r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : '',
+      r.open_ms !== undefined ? `${fmt(r.open_ms, 1)} ms${r.open_max_ms !== undefined ? ` (slowest ${fmt(r.open_max_ms, 1)} ms)` : ''}` : '',
     ]
     return [r.scenario, r.subject, fmt(r.gbps, 3), fmt(r.p50_us, 1), fmt(r.p99_us, 1), fmt(r.ratio), extra.filter(Boolean).join(', ')]
   })

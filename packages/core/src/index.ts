@@ -8,5 +8,6 @@ export type { Backend, BackendContext, BackendInfo, BackendModule, BackendSpec, 
 export { parseBackendUrl } from './backend/url.js'
 export { mappingResidentBytes } from './diagnostics.js'
 export { createResidentPool, ResidentPool, type ResidentPoolOptions } from './pool.js'
+export { releasePagerThreads } from './pager/threads.js'
 export { serve, FaultlineServer, type ServeOptions, type ServerStatus } from './serve/server.js'
 export type { PeerStatus } from './serve/session.js'

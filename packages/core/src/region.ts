@@ -48,6 +48,12 @@ export class Region extends EventEmitter<RegionEvents> {
   readonly features: readonly string[]
   /** How writes are tracked: `none` for a read-only region. */
   readonly writeTracking: WriteTrackingMode
+  /**
+   * The `worker_threads` id of the thread that serves this region's faults
+   * (for diagnostics). A pager thread serves one region at a time; once a
+   * region closes, its thread may serve the next region opened.
+   */
+  readonly pagerThreadId: number
   private readonly views: ViewSet
   private readonly id = randomUUID()
   private closing: Promise<void> | undefined
@@ -66,6 +72,7 @@ export class Region extends EventEmitter<RegionEvents> {
     this.backendName = r.backendName
     this.features = r.features
     this.writeTracking = r.writeTracking
+    this.pagerThreadId = r.threadId
     this.views = new ViewSet(r.address, r.size, 'region')
   }
 

@@ -1,5 +1,6 @@
-// lseek(SEEK_DATA / SEEK_HOLE) for sparse backing files.
+// lseek(SEEK_DATA / SEEK_HOLE) for sparse backing files, and malloc_trim.
 #include <errno.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include "faultline.h"
@@ -31,11 +32,18 @@ Napi::Value SeekHole(const Napi::CallbackInfo& info) {
   return Seek(info, "seekHole", SEEK_HOLE, "lseek(SEEK_HOLE)");
 }
 
+// trimMemory() -> whether memory went back to the system (malloc_trim(0)):
+// a pager thread that goes idle gives back what its region's buffers used.
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+}
+
 }  // namespace
 
 void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("seekData", Napi::Function::New(env, SeekData, "seekData"));
   exports.Set("seekHole", Napi::Function::New(env, SeekHole, "seekHole"));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
 }
 
 }  // namespace faultline

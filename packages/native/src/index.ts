@@ -308,6 +308,8 @@ export interface NativeAddon {
   /** lseek(fd, offset, SEEK_DATA|SEEK_HOLE); returns -1 for ENXIO (no more data). */
   seekData(fd: number, offset: number): number
   seekHole(fd: number, offset: number): number
+  /** malloc_trim(0): returns freed heap memory of every arena to the system; true if some went back. */
+  trimMemory(): boolean
 
   // ---- serving other processes (faultline serve) ----------------------------
 

@@ -1,11 +1,12 @@
 /** The application's side of a pager thread: start it, call it, watch it die. */
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { deserializeError, FaultlineError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
 import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 import type { PeerAttach } from './peer.js'
 import { StatsWriter } from '../stats.js'
 import { PoolMember } from '../pool.js'
+import { giveBack, takeThread } from './threads.js'
 
 /** A request without its id: the host numbers them. */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
@@ -29,46 +30,60 @@ export class PagerHost {
   /** Set when a close request succeeded: the pager took its pages out of its pool itself. */
   private closed = false
 
+  /** Resolves once the thread is no longer this region's: waiting for the next region, or ended. */
+  private readonly released: Promise<void>
+  private release: () => void = () => undefined
+  /** Stops listening to the thread and hands it back (threads.ts). */
+  private readonly detach: (reusable: boolean) => void
+
   private constructor(
     private readonly worker: Worker,
     readonly ready: PagerReady,
     onEvent: (event: PagerEvent) => void,
     onDeath: () => void,
+    reusable: boolean,
   ) {
-    worker.on('message', (msg: PagerToHost) => {
+    this.released = new Promise((resolve) => (this.release = resolve))
+    const onMessage = (msg: PagerToHost): void => {
       if (msg.kind === 'reply') this.settle(msg)
       else if (msg.kind === 'event') onEvent(msg)
-    })
+    }
     const fail = (why: string): void => {
       this.failure ??= new FaultlineError('ERR_PAGER_FAILED', `faultline: the pager thread ${why}`)
       for (const p of this.pending.values()) p.reject(this.failure)
       this.pending.clear()
     }
-    worker.on('error', (err) => fail(`failed: ${err.message}`))
-    worker.on('exit', (code) => {
+    const onError = (err: Error): void => fail(`failed: ${err.message}`)
+    const onExit = (code: number): void => {
       fail(`exited (code ${code})`)
       if (!this.closed) onDeath()
-    })
+      this.release()
+    }
+    worker.on('message', onMessage)
+    worker.on('error', onError)
+    worker.on('exit', onExit)
+    this.detach = (threadReusable) => {
+      worker.off('message', onMessage)
+      worker.off('error', onError)
+      worker.off('exit', onExit)
+      this.failure ??= new FaultlineError('ERR_REGION_CLOSED', 'faultline: the region is closed')
+      giveBack(worker, reusable && threadReusable)
+      this.release()
+    }
   }
 
+  /**
+   * Starts the pager of a region (or of a peer's range: `peer`). A peer's
+   * thread is not kept for reuse: `faultline serve` counts on a gone peer
+   * leaving nothing behind.
+   */
   static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void, peer?: PeerAttach): Promise<PagerHost> {
-    const entry = new URL('./worker.js', import.meta.url)
-    // A worker inherits the process's flags, and under --input-type (node -e)
-    // refuses to start from a file; an eval'd import() is string input, valid
-    // as CommonJS and as ESM. (An explicit execArgv instead would reject
-    // process-wide flags such as --max-old-space-size.)
-    const stringEntry = process.execArgv.some((arg) => arg.startsWith('--input-type'))
-    const worker = new Worker(stringEntry ? `import(${JSON.stringify(entry.href)})` : entry, {
-      eval: stringEntry,
-      workerData: { options, stats, peer } satisfies PagerStartData,
-      // The pager's own stack and heap; it never runs user code on the fault path.
-      name: 'faultline-pager',
-    })
+    const worker = takeThread({ options, stats, peer })
     return new Promise((resolve, reject) => {
       const onMessage = (msg: PagerToHost): void => {
         if (msg.kind === 'ready') {
           cleanup()
-          resolve(new PagerHost(worker, msg, onEvent, () => leavePool(options, stats)))
+          resolve(new PagerHost(worker, msg, onEvent, () => leavePool(options, stats), peer === undefined))
         } else if (msg.kind === 'failed') {
           cleanup()
           reject(deserializeError(msg.error))
@@ -124,13 +139,15 @@ export class PagerHost {
     // thread's end are heard together, Node hands over the reply and emits
     // 'exit' with no microtask between, and the exit would pass for a death
     // (taking the pages out of the pool a second time).
-    if (p.op === 'close') this.closed = true
+    if (p.op === 'close') {
+      this.closed = true
+      this.detach(reply.retiring !== true)
+    }
     p.resolve(reply)
   }
 
-  /** Waits for the thread to end after a close request. */
+  /** Waits, after a close request, until the thread is no longer this region's (waiting for the next one, or ended). */
   async exited(): Promise<void> {
-    if (this.worker.threadId === -1) return
-    await new Promise<void>((resolve) => this.worker.once('exit', () => resolve()))
+    await this.released
   }
 }

@@ -14,6 +14,8 @@ export interface PagerStartData {
 
 export interface PagerReady {
   kind: 'ready'
+  /** The pager thread's worker_threads id. */
+  threadId: number
   address: number
   size: number
   /** Bytes of real data (a file's length); the tail of the last page reads as zeros. */
@@ -50,6 +52,8 @@ export interface PagerReply {
   error?: SerializedError
   /** The answer to a `read` request. */
   bytes?: Uint8Array
+  /** With the answer to `close`: this thread ends now (its backend did not finish closing), do not hand it another region. */
+  retiring?: boolean
 }
 
 /** Something the pager wants the application to know about, out of band. */

@@ -4,7 +4,7 @@
  * application's threads may all be asleep in page faults while it runs.
  */
 import { writeSync } from 'node:fs'
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort, threadId, workerData } from 'node:worker_threads'
 import { native, featureNames, FEATURE_BITS, registerModeBits, systemPageSize, type Installer, type Watcher } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
 import { readRange } from '../backend/read-range.js'
@@ -25,7 +25,11 @@ import { offsetBackend, PeerMemory, screenPeerMessages, type PeerAttach } from '
 import { PageSet } from './pageset.js'
 
 const port = parentPort!
-const { options, stats: statsBuffer, peer } = workerData as PagerStartData
+// One region at a time: set for each region this thread serves (a thread
+// that closed its region may be handed the next one; see host.ts).
+let options: PagerStartData['options']
+let statsBuffer: SharedArrayBuffer
+let peer: PeerAttach | undefined
 const post = (msg: PagerToHost): void => port.postMessage(msg)
 
 /** Messages decoded per readable event; the kernel queues one per faulting thread. */
@@ -89,9 +93,10 @@ async function start(): Promise<void> {
         post,
       )
     }
-    const onMessages = peer === undefined
+    const served = peer
+    const onMessages = served === undefined
       ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
-      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(peer, options.pageSize, count, messages, removed, (p) => pager.dropResident(p), (m) => writeSync(2, `${m}\n`)), messages)
+      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, options.pageSize, count, messages, removed, (p) => pager.dropResident(p), (m) => writeSync(2, `${m}\n`)), messages)
     watcher = native.watch(fd, WATCH_CAPACITY, onMessages, fillUnit)
     if (peer !== undefined) pager.onBusy = () => drainQueued(fd, onMessages)
     if (backend.info.freshReadBuffers === true) {
@@ -159,7 +164,7 @@ async function start(): Promise<void> {
       if (peer === undefined) native.retireMapping(address)
       await closeBackend(opened)
     })
-    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, hugePages: huge !== 0, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
+    post({ kind: 'ready', threadId, address, size, dataSize, pageSize: options.pageSize, hugePages: huge !== 0, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
   } catch (err) {
     // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
     watcher?.stop()
@@ -295,7 +300,8 @@ function peerGeometry(): { size: number; dataSize: number } | undefined {
 
 function serve(pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: (discard: boolean) => Promise<void>): void {
   let closing: Promise<void> | undefined
-  port.on('message', (req: PagerRequest) => {
+  const onRequest = (req: PagerRequest | ThreadMessage): void => {
+    if (req.op === 'start' || req.op === 'retire') return
     const reply = (error?: unknown): void => post(error === undefined ? { kind: 'reply', id: req.id } : { kind: 'reply', id: req.id, error: serializeError(error) })
     switch (req.op) {
       case 'read':
@@ -318,9 +324,13 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
         closing ??= shutdown(req.discard === true)
         closing.then(
           () => {
-            reply()
-            port.close()
+            // The region is gone: this thread waits for the next one, or to be retired.
+            port.off('message', onRequest)
+            armAbandonGuard = undefined
+            post({ kind: 'reply', id: req.id, ...(endAfterClose ? { retiring: true } : {}) })
             if (endAfterClose) process.exit(0)
+            // Waiting for the next region, this thread should not hold the last one's memory.
+            setImmediate(releaseMemory)
           },
           (err: unknown) => {
             closing = undefined
@@ -329,7 +339,8 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
         )
         return
     }
-  })
+  }
+  port.on('message', onRequest)
 }
 
 // A bug here must not leave faulting threads asleep: say what happened (the
@@ -348,4 +359,29 @@ process.on('uncaughtException', (err) => {
   }
 })
 
-void start()
+/** Gives the malloc arenas' free memory back to the system (a thread's arena outlives its regions). */
+function releaseMemory(): void {
+  native.trimMemory()
+}
+
+/** What the host tells a thread between regions. */
+type ThreadMessage = { op: 'start'; data: PagerStartData; env: Record<string, string | undefined> } | { op: 'retire' }
+
+function begin(data: PagerStartData): void {
+  ;({ options, stats: statsBuffer, peer } = data)
+  void start()
+}
+
+/** This thread's process.env, made the host's again (backends read credentials from it). */
+function takeEnv(env: Record<string, string | undefined>): void {
+  for (const key of Object.keys(process.env)) if (!(key in env)) delete process.env[key]
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) process.env[key] = value
+}
+
+port.on('message', (msg: PagerRequest | ThreadMessage) => {
+  if (msg.op === 'start') {
+    takeEnv(msg.env)
+    begin(msg.data)
+  } else if (msg.op === 'retire') port.close()
+})
+if (workerData !== null && workerData !== undefined) begin(workerData as PagerStartData)
