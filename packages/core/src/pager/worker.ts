@@ -22,6 +22,7 @@ import { ViewSet } from '../views.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 import { offsetBackend, PeerMemory, screenPeerMessages } from './peer.js'
 import { PageSet } from './pageset.js'
+import { SharedSegment } from '../shared/segment.js'
 
 const port = parentPort!
 const { options, stats: statsBuffer, peer } = workerData as PagerStartData
@@ -39,6 +40,7 @@ async function start(): Promise<void> {
   let watcher: Watcher | undefined
   let installer: Installer | undefined
   let address = 0
+  let segment: SharedSegment | undefined
   try {
     backend = await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' })
     // A peer's range starts at its offset into the object; pages it gives back read as zeros.
@@ -57,22 +59,37 @@ async function start(): Promise<void> {
     if (!readOnly && backend.write === undefined) {
       throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} says it is writable but has no write(); fix the backend or open the region read-only`, { option: 'backend' })
     }
+    if (options.shared !== undefined && !readOnly) {
+      throw new FaultlineError('ERR_INVALID_OPTION', `faultline: option \`shared\` needs access: 'read-only': ${backend.info.name} can store pages, and a cache shared between processes cannot take one process's writes`, { option: 'shared' })
+    }
     const { size, dataSize } = peerGeometry() ?? resolveGeometry(options.size, backend.info.size, options.pageSize)
+    // A shared region's maxResident bounds the machine's cache (the segment's evictor), not this process's.
+    if (options.shared !== undefined) {
+      segment = SharedSegment.open({
+        dir: options.shared.dir,
+        name: options.shared.name,
+        identity: { backend: `${options.backend.type} ${backend.info.name}`, version: backend.info.version, size, pageSize: options.pageSize },
+        budgetPages: options.maxResident === undefined ? 0 : Math.floor(options.maxResident / options.pageSize),
+      })
+    }
     // Eviction needs writers to block while a page is dropped: sync tracking.
-    const bounded = options.maxResident !== undefined || options.residentPool !== undefined
+    const bounded = segment === undefined && (options.maxResident !== undefined || options.residentPool !== undefined)
     // A peer's pages are read with process_vm_readv, which needs them present: sync tracking only.
     const tracking = readOnly ? 'none' : peer !== undefined ? 'sync-wp' : chooseTracking(bounded ? 'sync' : options.writeTracking)
     const features =
       FEATURE_BITS.THREAD_ID |
       (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
-      (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0)
+      (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0) |
+      (segment === undefined ? 0 : FEATURE_BITS.MISSING_SHMEM)
     // A peer mapped and registered its range itself, on the descriptor it sent.
     const uffd = peer === undefined ? openUffd(features) : { fd: peer.uffd, userModeOnly: false }
     fd = uffd.fd
-    address = peer?.address ?? native.mapAnonymous(size)
+    // A shared region maps the cache's pages file MAP_SHARED, PROT_READ: what one process installs, all see.
+    address = peer?.address ?? (segment === undefined ? native.mapAnonymous(size) : native.mapSharedFile(segment.pagesFd, size, false))
     if (peer === undefined) native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
     const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
+    pager.shared = segment
     const memory = peer === undefined ? new ViewSet(address, size, 'pager') : new PeerMemory(peer)
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -151,9 +168,10 @@ async function start(): Promise<void> {
       // For a peer, closing the last descriptor unregisters its range and wakes its waiters.
       native.closeFd(fd)
       if (peer === undefined) native.retireMapping(address)
+      segment?.leave()
       await closeBackend(opened)
     })
-    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
+    post({ kind: 'ready', address, size, dataSize, pageSize: options.pageSize, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly, shared: segment === undefined ? undefined : { ctlAddress: segment.ctlAddress, ctlLength: segment.ctlLength, slot: segment.slot, path: segment.pagesPath } })
   } catch (err) {
     // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
     watcher?.stop()
@@ -161,6 +179,7 @@ async function start(): Promise<void> {
     // A peer's descriptor goes back to the server, which closes it.
     if (fd >= 0 && peer === undefined) native.closeFd(fd)
     if (address !== 0 && peer === undefined) native.retireMapping(address)
+    segment?.leave()
     await backend?.close().catch(() => undefined)
     post({ kind: 'failed', error: serializeError(err) })
     port.close()
