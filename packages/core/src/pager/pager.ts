@@ -209,7 +209,11 @@ export class Pager {
     if (write) this.writeBack?.onInstalledForWrite(page)
     if (this.resident.add(page)) this.evictor?.onInstalled(page)
     else this.stats.add('residentPages', -1) // on the books already: it was dropped behind our back
-    if (this.shared !== undefined) this.sharedInstalled(page, true)
+    if (this.shared !== undefined) {
+      // The watcher counted the fetch of this held page (pagesFetched) as it installed it.
+      this.shared.countFetched(1)
+      this.sharedInstalled(page)
+    }
     return marker
   }
 
@@ -349,9 +353,9 @@ export class Pager {
   }
 
   /** Installed here: the page is PRESENT for every process; past the shared budget, the cache is trimmed. */
-  private sharedInstalled(page: number, fetched: boolean): void {
+  private sharedInstalled(page: number): void {
     const shared = this.shared!
-    if (!shared.markPresent(page, fetched)) return
+    if (!shared.markPresent(page)) return
     const dropped = shared.evictIfOver()
     if (dropped.length === 0) return
     let ours = 0
@@ -634,6 +638,7 @@ export class Pager {
     else {
       this.stats.add('pagesFetched')
       this.stats.add('bytesFetched', data.byteLength)
+      this.shared?.countFetched(1)
     }
     const wasResident = this.resident.has(page)
     if (!wasResident) {
@@ -663,7 +668,7 @@ export class Pager {
     if (data !== undefined) this.recycle(data)
     const added = this.resident.add(page)
     this.inflight.delete(page)
-    if (this.shared !== undefined) this.sharedInstalled(page, data !== undefined)
+    if (this.shared !== undefined) this.sharedInstalled(page)
     this.settle(page)
     if (added) this.evictor?.onInstalled(page)
   }
@@ -703,7 +708,7 @@ export class Pager {
       if (results[2 * k + 1]! === 1) this.stats.add('installedOffThread')
       this.recordLatency(waiter)
       this.inflight.delete(page)
-      if (this.shared !== undefined) this.sharedInstalled(page, true)
+      if (this.shared !== undefined) this.sharedInstalled(page)
       this.settle(page)
     }
     this.evictor?.recheck()

@@ -154,16 +154,17 @@ export class SharedSegment {
   }
 
   /** Installed by us: FETCHING(me) or EMPTY (a held page) → PRESENT. Returns whether the cache grew. */
-  markPresent(page: number, fetched: boolean): boolean {
+  markPresent(page: number): boolean {
     const i = STATE_BASE + page
     const moved = Atomics.compareExchange(this.cells, i, this.fetching, PRESENT) === this.fetching || Atomics.compareExchange(this.cells, i, EMPTY, PRESENT) === EMPTY
-    if (!moved) return false
-    Atomics.add(this.cells, H.resident, 1)
-    if (fetched) {
-      Atomics.add(this.cells, H.fetched, 1)
-      Atomics.add(this.cells, this.slotCell(S.fetched), 1)
-    }
-    return true
+    if (moved) Atomics.add(this.cells, H.resident, 1)
+    return moved
+  }
+
+  /** Pages this process read from the backend (as its stats' pagesFetched counts them). */
+  countFetched(pages: number): void {
+    Atomics.add(this.cells, H.fetched, pages)
+    Atomics.add(this.cells, this.slotCell(S.fetched), pages)
   }
 
   /** Our claim ends without an install (the fetch failed, or the page is held back): EMPTY again. */
