@@ -13,6 +13,7 @@ import { remoteScenarios } from './remote.mjs'
 import { randomPages } from './sampling.mjs'
 import { redisScenarios } from './redis.mjs'
 import { renderTable } from './table.mjs'
+import { sharedScenarios } from './shared.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, '.bench')
@@ -224,6 +225,7 @@ function touchWrite(view, pages) {
 // ---- S3 and HTTP (servers in a child process) -----------------------------------------
 await remoteScenarios({ quick, row })
 await redisScenarios({ quick, row })
+await sharedScenarios({ quick, row })
 
 // ---- report --------------------------------------------------------------------------
 rmSync(dir, { recursive: true, force: true })
