@@ -90,6 +90,10 @@ async function start(): Promise<void> {
     const stats = new StatsWriter(statsBuffer)
     const pager = new Pager({ fd, address, size, pageSize: options.pageSize, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
     pager.shared = segment
+    if (segment !== undefined) {
+      const attached = segment
+      abandonShared = () => attached.abandon()
+    }
     const memory = peer === undefined ? new ViewSet(address, size, 'pager') : new PeerMemory(peer)
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -325,10 +329,17 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
 // fault on the region into SIGBUS from then on.
 /** Set once the region is served: hands the uffd to the native poisoner if this thread dies. */
 let armAbandonGuard: (() => void) | undefined
+/** Set for a shared region: resets this thread's claims, which would otherwise look alive while the process runs. */
+let abandonShared: (() => void) | undefined
 
 process.on('uncaughtException', (err) => {
   try {
     armAbandonGuard?.()
+    try {
+      abandonShared?.()
+    } catch {
+      // the others then take the claims over once this process is gone
+    }
     writeSync(2, `faultline: the pager thread failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
   } finally {
     process.exit(70)

@@ -248,6 +248,18 @@ export class SharedSegment {
     }
   }
 
+  /**
+   * The pager thread is dying of a bug while its process lives on: its
+   * claims would look alive for ever, so they are reset (and the slot freed)
+   * at once, without the lock. The files stay for the others.
+   */
+  abandon(): void {
+    if (this.left) return
+    this.left = true
+    resetClaims(this.cells, this.slot, this.pagesFd, this.pageSize, this.pageCount)
+    Atomics.store(this.cells, SLOT_BASE + this.slot * SLOT_WORDS + S.pid, 0)
+  }
+
   private slotCell(field: number): number {
     return SLOT_BASE + this.slot * SLOT_WORDS + field
   }
