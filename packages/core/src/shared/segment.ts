@@ -363,18 +363,23 @@ function takeSlot(cells: Int32Array, probe: Liveness, pagesFd: number, pageSize:
   return free
 }
 
-/** A slot's FETCHING pages become EMPTY; its EVICTING pages are punched, then EMPTY. */
+/**
+ * A slot's claims end: each FETCHING or EVICTING page is punched, then
+ * EMPTY. (A process killed between its copy and its PRESENT leaves a page
+ * in the cache under FETCHING: punched, the state is true again.) FETCHING
+ * goes through EVICTING, so a waiter taking the claim over meanwhile sees a
+ * dead evictor and punches too, never a page it just installed.
+ */
 function resetClaims(cells: Int32Array, slot: number, pagesFd: number, pageSize: number, pageCount: number): void {
   const fetching = FETCHING | slot
   const evicting = EVICTING | slot
   for (let p = 0; p < pageCount; p++) {
     const i = STATE_BASE + p
     const s = Atomics.load(cells, i)
-    if (s === fetching) Atomics.compareExchange(cells, i, fetching, EMPTY)
-    else if (s === evicting) {
-      native.punchHole(pagesFd, p * pageSize, pageSize)
-      Atomics.compareExchange(cells, i, evicting, EMPTY)
-    }
+    if (s !== fetching && s !== evicting) continue
+    if (s === fetching && Atomics.compareExchange(cells, i, fetching, evicting) !== fetching) continue
+    native.punchHole(pagesFd, p * pageSize, pageSize)
+    Atomics.compareExchange(cells, i, evicting, EMPTY)
   }
 }
 
