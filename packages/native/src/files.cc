@@ -58,12 +58,9 @@ Napi::Value PunchHole(const Napi::CallbackInfo& info) {
 Napi::Value Flock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
-  if (!ArgFd(info, 0, "flock", "fd", &fd)) return env.Undefined();
-  if (!info[1].IsBoolean()) {
-    ThrowType(env, "flock", "exclusive must be a boolean (true: LOCK_EX, false: LOCK_UN)");
-    return env.Undefined();
-  }
-  const int op = info[1].As<Napi::Boolean>().Value() ? LOCK_EX : LOCK_UN;
+  bool exclusive;
+  if (!ArgFd(info, 0, "flock", "fd", &fd) || !ArgBool(info, 1, "flock", "exclusive", &exclusive)) return env.Undefined();
+  const int op = exclusive ? LOCK_EX : LOCK_UN;
   int r;
   do {
     r = flock(fd, op);

@@ -92,6 +92,23 @@ void* MapFresh(void* at, size_t length) {
   return mmap(at, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed, -1, 0);
 }
 
+// A fresh mapping: MADV_DONTFORK (a fork child must not inherit a registered
+// range it cannot serve), then into the registry; its address as a Number.
+Napi::Value Register(Napi::Env env, void* p, uint64_t length) {
+  if (madvise(p, length, MADV_DONTFORK) != 0) {
+    const int err = errno;
+    munmap(p, length);
+    ThrowErrno(env, err, "madvise(MADV_DONTFORK)");
+    return env.Undefined();
+  }
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry()[addr] = Mapping{addr, static_cast<size_t>(length), 0, false, false};
+  }
+  return Napi::Number::New(env, static_cast<double>(addr));
+}
+
 // ---- bindings ---------------------------------------------------------------
 
 Napi::Value MapAnonymous(const Napi::CallbackInfo& info) {
@@ -109,18 +126,7 @@ Napi::Value MapAnonymous(const Napi::CallbackInfo& info) {
     ThrowErrno(env, errno, "mmap");
     return env.Undefined();
   }
-  if (madvise(p, length, MADV_DONTFORK) != 0) {
-    const int err = errno;
-    munmap(p, length);
-    ThrowErrno(env, err, "madvise(MADV_DONTFORK)");
-    return env.Undefined();
-  }
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    Registry()[addr] = Mapping{addr, static_cast<size_t>(length), 0, false, false};
-  }
-  return Napi::Number::New(env, static_cast<double>(addr));
+  return Register(env, p, length);
 }
 
 // mmap(MAP_SHARED) of a file (a tmpfs file, for regions shared between
@@ -130,14 +136,11 @@ Napi::Value MapSharedFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
   uint64_t length;
-  if (!ArgFd(info, 0, "mapSharedFile", "fd", &fd) || !ArgU64(info, 1, "mapSharedFile", "length", &length)) {
+  bool writable;
+  if (!ArgFd(info, 0, "mapSharedFile", "fd", &fd) || !ArgU64(info, 1, "mapSharedFile", "length", &length) ||
+      !ArgBool(info, 2, "mapSharedFile", "writable", &writable)) {
     return env.Undefined();
   }
-  if (!info[2].IsBoolean()) {
-    ThrowType(env, "mapSharedFile", "writable must be a boolean");
-    return env.Undefined();
-  }
-  const bool writable = info[2].As<Napi::Boolean>().Value();
   const uint64_t page = PageSize();
   if (length == 0 || (length & (page - 1))) {
     ThrowRange(env, "mapSharedFile", "length must be a non-zero multiple of the page size %zu (got %llu)", page,
@@ -149,18 +152,7 @@ Napi::Value MapSharedFile(const Napi::CallbackInfo& info) {
     ThrowErrno(env, errno, "mmap(MAP_SHARED)");
     return env.Undefined();
   }
-  if (madvise(p, length, MADV_DONTFORK) != 0) {
-    const int err = errno;
-    munmap(p, length);
-    ThrowErrno(env, err, "madvise(MADV_DONTFORK)");
-    return env.Undefined();
-  }
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    Registry()[addr] = Mapping{addr, static_cast<size_t>(length), 0, false, false};
-  }
-  return Napi::Number::New(env, static_cast<double>(addr));
+  return Register(env, p, length);
 }
 
 Napi::Value RetireMapping(const Napi::CallbackInfo& info) {
