@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { openRegion, FaultlineError, type BackendSpec } from '@faultline/core'
-import { fillPattern } from '@faultline/core/pattern'
+import { checkPattern, fillPattern } from '@faultline/core/pattern'
 import { closeScanners, nextMessage, scanTogether, startScanners } from '../fixtures/shared-scan.mjs'
 import { startRangeServer } from '../helpers/range-server.js'
 import { rangeSizes, requestLog } from '../helpers/remote.js'
@@ -147,6 +147,26 @@ describe('shared regions', () => {
     } finally {
       await server.close()
     }
+  })
+
+  it('two regions of one process share too: what one prefetched, the other reads with no fault and no fetch', async () => {
+    writeFileSync(join(inject('httpDir'), 'shared-prefetch.bin'), pattern.subarray(0, 8 * 2 ** 20))
+    const backend = `${inject('httpBase')}/shared-prefetch.bin`
+    const shared = { dir, name: 'prefetch' }
+    const a = await openRegion({ backend, pageSize: PAGE, shared })
+    const b = await openRegion({ backend, pageSize: PAGE, shared })
+    try {
+      await Promise.all([a.prefetch(), b.prefetch()])
+      expect(a.stats().bytesFetched + b.stats().bytesFetched).toBe(8 * 2 ** 20)
+      const faultsBefore = b.stats().faults
+      expect(checkPattern(b.view(), 0)).toBe(-1)
+      expect(b.stats().faults).toBe(faultsBefore)
+      expect(b.stats().shared!.residentPages).toBe(8 * 2 ** 20 / PAGE)
+    } finally {
+      await a.close()
+      await b.close()
+    }
+    expect(files()).toEqual([])
   })
 
   it('maxResident bounds the cache of every process together', async () => {
