@@ -182,12 +182,19 @@ describe('shared regions', () => {
   })
 
   it('refuses read-write, and options it cannot honour, with a clear message', async () => {
-    const open = (extra: Record<string, unknown>): Promise<unknown> => openRegion({ backend: 'memory:', size: 16 * PAGE, pageSize: PAGE, shared: true, ...extra }).catch((e: unknown) => e)
+    writeFileSync(join(inject('httpDir'), 'shared-refused.bin'), pattern.subarray(0, 16 * PAGE))
+    const open = (extra: Record<string, unknown>): Promise<unknown> => openRegion({ backend: `${inject('httpBase')}/shared-refused.bin`, pageSize: PAGE, shared: true, ...extra }).catch((e: unknown) => e)
     const rw = (await open({ access: 'read-write' })) as FaultlineError
     expect(rw.code).toBe('ERR_INVALID_OPTION')
     expect(rw.message).toMatch(/`shared` needs access: 'read-only'/)
     expect(((await open({ secondTierBytes: PAGE, maxResident: 16 * PAGE })) as FaultlineError).message).toMatch(/secondTierBytes/)
     expect(((await open({ shared: { dir: 'relative' } })) as FaultlineError).message).toMatch(/shared\.dir/)
     expect(((await open({ shared: { name: 'a/b' } })) as FaultlineError).message).toMatch(/shared\.name/)
+    expect(((await open({ backend: 'memory:', size: 16 * PAGE })) as FaultlineError).message).toMatch(/memory backend/)
+    // Checked by the pager thread, once the backend is open.
+    const disk = (await open({ shared: { dir: '/tmp' } })) as FaultlineError
+    expect(disk.code).toBe('ERR_INVALID_OPTION')
+    expect(disk.message).toMatch(/`shared.dir` "\/tmp" is not on tmpfs/)
+    expect(((await open({ shared: { dir: '/nonexistent-faultline' } })) as FaultlineError).message).toMatch(/`shared.dir` "\/nonexistent-faultline" cannot be used: ENOENT/)
   })
 })

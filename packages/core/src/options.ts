@@ -106,7 +106,7 @@ export interface RegionOptions {
    * region are mapped `PROT_READ` (a write is a SIGSEGV). `maxResident`
    * then bounds the shared cache as a whole (the smallest of the attached
    * regions' values). Not with `residentPool`, `secondTierBytes` or
-   * `writeBack`. Default: not shared.
+   * `writeBack`, nor with the memory backend. Default: not shared.
    */
   shared?: boolean | SharedOptions
 }
@@ -227,11 +227,11 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     maxResident: normalizeMaxResident(o.maxResident, pageSize, writeTracking),
     secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident ?? o.residentPool),
     residentPool: normalizeResidentPool(o.residentPool, writeTracking),
-    shared: normalizeShared(o),
+    shared: normalizeShared(o, backend),
   }
 }
 
-function normalizeShared(o: Record<string, unknown>): NormalizedOptions['shared'] {
+function normalizeShared(o: Record<string, unknown>, backend: BackendSpec): NormalizedOptions['shared'] {
   const value = o.shared
   if (value === undefined || value === false) return undefined
   let name = 'faultline'
@@ -254,6 +254,7 @@ function normalizeShared(o: Record<string, unknown>): NormalizedOptions['shared'
   if (o.access === 'read-write') {
     throw invalidOption('shared', "needs access: 'read-only': a cache shared between processes holds the backend's pages as they are, and cannot take one process's writes")
   }
+  if (backend.type === 'memory') throw invalidOption('shared', "cannot be used with the memory backend: its pages are this process's own, not an object other processes can open")
   if (o.residentPool !== undefined) throw invalidOption('shared', 'cannot be combined with residentPool: a shared region is bounded by maxResident, for the whole machine')
   if (o.secondTierBytes !== undefined && o.secondTierBytes !== 0) throw invalidOption('shared', 'cannot be combined with secondTierBytes: pages evicted from the shared cache are fetched again')
   if (o.writeBack !== undefined) throw invalidOption('shared', "cannot be combined with writeBack: a shared region is read-only")

@@ -11,7 +11,7 @@
  * pid and start time); a dead process's slot is freed, and its claims reset,
  * when the next process attaches. The last to leave unlinks both files.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, statSync, unlinkSync, constants as fsConstants } from 'node:fs'
+import { closeSync, fstatSync, statfsSync, ftruncateSync, openSync, readFileSync, statSync, unlinkSync, constants as fsConstants } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { native } from '@faultline/native'
@@ -71,6 +71,7 @@ export class SharedSegment {
     const ctlPath = `${base}.ctl`
     const pagesPath = `${base}.pages`
     const ctlLength = controlBytes(pageCount)
+    checkDir(o.dir)
     for (let attempt = 0; attempt < 100; attempt++) {
       const ctlFd = openControl(ctlPath)
       if (ctlFd < 0) continue // unlinked between our attempts: try again
@@ -262,6 +263,21 @@ export class SharedSegment {
 
   private slotCell(field: number): number {
     return SLOT_BASE + this.slot * SLOT_WORDS + field
+  }
+}
+
+const TMPFS_MAGIC = 0x01021994
+
+/** userfaultfd MISSING mode works on shmem (and hugetlbfs), not on disk filesystems. */
+function checkDir(dir: string): void {
+  let type: number
+  try {
+    type = statfsSync(dir).type
+  } catch (cause) {
+    throw new FaultlineError('ERR_INVALID_OPTION', `faultline: option \`shared.dir\` ${JSON.stringify(dir)} cannot be used: ${(cause as Error).message}`, { option: 'shared.dir', cause })
+  }
+  if (type !== TMPFS_MAGIC) {
+    throw new FaultlineError('ERR_INVALID_OPTION', `faultline: option \`shared.dir\` ${JSON.stringify(dir)} is not on tmpfs (filesystem type 0x${type.toString(16)}): a shared cache needs shared memory (e.g. /dev/shm), which userfaultfd can serve`, { option: 'shared.dir' })
   }
 }
 
