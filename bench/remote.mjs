@@ -25,7 +25,7 @@ const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
 /** Round trips the scenarios run at, in ms: loopback, then through the delay proxy. */
 export const ROUND_TRIPS_MS = [0, 5, 20]
 
-function startServers() {
+export function startServers() {
   const child = fork(fileURLToPath(new URL('./remote-servers.mjs', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   return new Promise((resolve, reject) => {
     child.once('message', (info) => resolve({ ...info, stop: () => child.disconnect() }))

@@ -14,6 +14,7 @@ import { randomPages } from './sampling.mjs'
 import { redisScenarios } from './redis.mjs'
 import { serveScenarios } from './serve.mjs'
 import { renderTable } from './table.mjs'
+import { sharedScenarios } from './shared.mjs'
 
 mkdirSync(out, { recursive: true })
 // Warm-up: have the host back a gigabyte of guest memory before anything is measured.
@@ -230,6 +231,7 @@ await serveScenarios({ quick, row, dir, path: join(dir, `data-${SEQ_BYTES}.bin`)
 // ---- S3 and HTTP (servers in a child process) -----------------------------------------
 await remoteScenarios({ quick, row })
 await redisScenarios({ quick, row })
+await sharedScenarios({ quick, row })
 
 // ---- report --------------------------------------------------------------------------
 rmSync(dir, { recursive: true, force: true })

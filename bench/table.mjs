@@ -30,6 +30,8 @@ export function renderTable(rows) {
       r.faults !== undefined ? `faults ${r.faults}` : '',
       r.requests !== undefined ? `requests ${r.requests}` : '',
       r.fetched_bytes !== undefined ? `fetched ${fmt(r.fetched_bytes / 2 ** 20, 1)} MiB` : '',
+      r.wall_ms !== undefined ? `wall ${fmt(r.wall_ms, 0)} ms` : '',
+      r.pss_bytes !== undefined ? `PSS ${fmt(r.pss_bytes / 2 ** 20, 1)} MiB` : '',
       r.hit_rate !== undefined ? `hit ${fmt(r.hit_rate)}` : '',
       r.fault_p50_us !== undefined ? `fault p50 ${fmt(r.fault_p50_us, 1)} µs` : '',
       r.open_ms !== undefined ? `${fmt(r.open_ms, 1)} ms${r.open_max_ms !== undefined ? ` (slowest ${fmt(r.open_max_ms, 1)} ms)` : ''}` : '',

@@ -95,7 +95,10 @@ export class FileBackend implements Backend {
       this.length = context.size
     }
     this.journal = !readOnly && journal ? new Journal(journalPath(path), context.pageSize, this.durable) : undefined
-    this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256 }
+    const stat = fstatSync(this.fd, { bigint: true })
+    // A journal left behind holds pages newer than the file: their size is part of the version.
+    const version = `file:${stat.dev}:${stat.ino}:${stat.mtimeNs}:${stat.size}${this.leftJournal === undefined ? '' : `:journal${this.length}`}`
+    this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256, version }
   }
 
   /** Read-only with no journal over the file: its bytes are the pages, so the native watcher may pread them. */

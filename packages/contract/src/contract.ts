@@ -39,6 +39,14 @@ export interface BackendInfo {
    * when `read()` reuses buffers on its own (see {@link Backend.read}).
    */
   readonly freshReadBuffers?: boolean | undefined
+  /**
+   * Which version of the data this is, as far as the backend knows (an
+   * HTTP or S3 object's ETag, a file's inode, mtime and size, a page
+   * store's creation time), or undefined when it knows none. Regions shared
+   * between processes (`openRegion({ shared })`) put it in the name of the
+   * shared cache, so two versions are never mixed in one cache.
+   */
+  readonly version?: string | undefined
 }
 
 /** Context handed to a backend factory. */

@@ -109,6 +109,30 @@ export interface RegionOptions {
    * read-write regions. Default: none.
    */
   residentPool?: ResidentPool
+  /**
+   * One cache for every process on the machine (see docs/architecture.md,
+   * "Regions shared between processes"): regions over the same backend
+   * object — same backend name, same version (`BackendInfo.version`: ETag,
+   * file mtime and size…), same size and page size — in different processes
+   * map the same tmpfs file `MAP_SHARED`, so the object is read from the
+   * backend about once and held in RAM once, however many processes scan it.
+   * `true`, or `{ name, dir }`: `name` prefixes the files (default
+   * `faultline`; letters, digits, `.`, `_`, `-`), `dir` is where they live
+   * (default `/dev/shm`; must be tmpfs). Read-only only: it needs
+   * `access: 'read-only'` over a writable backend, and views of a shared
+   * region are mapped `PROT_READ` (a write is a SIGSEGV). `maxResident`
+   * then bounds the shared cache as a whole (the smallest of the attached
+   * regions' values). Not with `residentPool`, `secondTierBytes` or
+   * `writeBack`, nor with the memory backend. Default: not shared.
+   */
+  shared?: boolean | SharedOptions
+}
+
+export interface SharedOptions {
+  /** Prefix of the cache's two files: `<dir>/<name>-<hash>.pages` and `.ctl`. Default `faultline`. */
+  name?: string
+  /** A tmpfs directory for them. Default `/dev/shm`. */
+  dir?: string
 }
 
 export interface ReadaheadOptions {
@@ -145,6 +169,8 @@ export interface NormalizedOptions {
   secondTierBytes: number
   /** The pool's SharedArrayBuffer: it crosses to the pager thread as is. */
   residentPool: SharedArrayBuffer | undefined
+  /** Set for a region shared between processes. */
+  shared: { name: string; dir: string } | undefined
 }
 
 export const DEFAULT_PAGE_SIZE = 65536
@@ -161,7 +187,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     throw invalidOption('options', `must be an object like { size, pageSize, backend } (got ${describe(options)})`)
   }
   const o = options as Record<string, unknown>
-  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes', 'residentPool', 'hugePages'])
+  const known = new Set(['size', 'pageSize', 'backend', 'access', 'fetchTimeoutMs', 'maxBatchPages', 'writeTracking', 'writeBack', 'readahead', 'maxResident', 'secondTierBytes', 'residentPool', 'hugePages', 'shared'])
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw invalidOption(key, `is not an option of openRegion (known: ${[...known].join(', ')})`)
   }
@@ -229,6 +255,7 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     maxResident: normalizeMaxResident(o.maxResident, pageSize, writeTracking),
     secondTierBytes: normalizeSecondTier(o.secondTierBytes, o.maxResident ?? o.residentPool),
     residentPool: normalizeResidentPool(o.residentPool, writeTracking),
+    shared: normalizeShared(o, backend),
   }
 }
 
@@ -244,6 +271,37 @@ function normalizeHugePages(value: unknown): number {
 /** 2 MiB, 1 GiB. */
 export function formatHuge(bytes: number): string {
   return bytes >= 2 ** 30 ? `${bytes / 2 ** 30} GiB` : `${bytes / 2 ** 20} MiB`
+}
+
+function normalizeShared(o: Record<string, unknown>, backend: BackendSpec): NormalizedOptions['shared'] {
+  const value = o.shared
+  if (value === undefined || value === false) return undefined
+  let name = 'faultline'
+  let dir = '/dev/shm'
+  if (value !== true) {
+    if (value === null || typeof value !== 'object') throw invalidOption('shared', `must be true, false or an object like { name, dir } (got ${describe(value)})`)
+    const s = value as Record<string, unknown>
+    for (const key of Object.keys(s)) {
+      if (key !== 'name' && key !== 'dir') throw invalidOption(`shared.${key}`, 'is not a shared option (known: name, dir)')
+    }
+    if (s.name !== undefined) {
+      if (typeof s.name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(s.name)) throw invalidOption('shared.name', `must be 1 to 64 letters, digits, ".", "_" or "-" (got ${describe(s.name)})`)
+      name = s.name
+    }
+    if (s.dir !== undefined) {
+      if (typeof s.dir !== 'string' || !s.dir.startsWith('/')) throw invalidOption('shared.dir', `must be an absolute path to a tmpfs directory (got ${describe(s.dir)})`)
+      dir = s.dir
+    }
+  }
+  if (o.access === 'read-write') {
+    throw invalidOption('shared', "needs access: 'read-only': a cache shared between processes holds the backend's pages as they are, and cannot take one process's writes")
+  }
+  if (backend.type === 'memory') throw invalidOption('shared', "cannot be used with the memory backend: its pages are this process's own, not an object other processes can open")
+  if (o.residentPool !== undefined) throw invalidOption('shared', 'cannot be combined with residentPool: a shared region is bounded by maxResident, for the whole machine')
+  if (o.secondTierBytes !== undefined && o.secondTierBytes !== 0) throw invalidOption('shared', 'cannot be combined with secondTierBytes: pages evicted from the shared cache are fetched again')
+  if (o.writeBack !== undefined) throw invalidOption('shared', "cannot be combined with writeBack: a shared region is read-only")
+  if (o.hugePages !== undefined && o.hugePages !== false) throw invalidOption('shared', 'cannot be combined with hugePages: the shared cache is a tmpfs file of small pages')
+  return { name, dir }
 }
 
 /**

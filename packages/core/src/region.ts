@@ -10,6 +10,8 @@ import type { PagerEvent } from './pager/protocol.js'
 import { readStats, STATS_BYTES, type RegionStats, type WriteTrackingMode } from './stats.js'
 import { ViewSet } from './views.js'
 import { closedChannelName, type RegionHandle } from './handle.js'
+import { native } from '@faultline/native'
+import { readSharedStats } from './shared/layout.js'
 
 /** Events a region emits, as a closed union keyed by name. */
 export interface RegionEvents {
@@ -57,6 +59,8 @@ export class Region extends EventEmitter<RegionEvents> {
   private readonly views: ViewSet
   private readonly id = randomUUID()
   private closing: Promise<void> | undefined
+  /** A shared region's control file, mapped by the pager: read for stats().shared. */
+  private readonly sharedCells: Int32Array | undefined
 
   private constructor(
     private readonly host: PagerHost,
@@ -74,6 +78,7 @@ export class Region extends EventEmitter<RegionEvents> {
     this.writeTracking = r.writeTracking
     this.pagerThreadId = r.threadId
     this.views = new ViewSet(r.address, r.size, 'region')
+    if (r.shared !== undefined) this.sharedCells = new Int32Array(native.externalBuffer(r.shared.ctlAddress, r.shared.ctlLength))
   }
 
   /** @internal use {@link openRegion} */
@@ -181,7 +186,10 @@ export class Region extends EventEmitter<RegionEvents> {
 
   /** A synchronous snapshot of the region's counters and fault latency. */
   stats(): RegionStats {
-    return readStats(this.statsBuffer, this.writeTracking)
+    const stats = readStats(this.statsBuffer, this.writeTracking)
+    const shared = this.host.ready.shared
+    if (shared !== undefined && this.sharedCells !== undefined && this.sharedCells.length > 0) stats.shared = readSharedStats(this.sharedCells, shared.slot, shared.path)
+    return stats
   }
 
   /**
@@ -233,6 +241,7 @@ export class Region extends EventEmitter<RegionEvents> {
     }
     // The pager flushes again (writes from other threads since) before it unmaps.
     await this.host.request({ op: 'close' })
+    if (this.sharedCells !== undefined) native.detachBuffer(this.sharedCells.buffer as ArrayBuffer)
     await this.host.exited()
   }
 

@@ -6,6 +6,7 @@
  */
 
 import type { ServeSlots } from '@faultline/native'
+import type { SharedStats } from './shared/layout.js'
 
 export const COUNTERS = [
   'faults',
@@ -155,6 +156,8 @@ export interface RegionStats {
   writeTracking: WriteTrackingMode
   /** Fault service latency, as seen by the pager. */
   faultLatencyUs: LatencySummary
+  /** Set for a region shared between processes (`shared` option) while it is open: the machine's cache. */
+  shared?: SharedStats
 }
 
 export type WriteTrackingMode = 'none' | 'sync-wp' | 'async-wp'

@@ -144,6 +144,15 @@ bool ArgU64(const Napi::CallbackInfo& info, size_t i, const char* fn, const char
   return true;
 }
 
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, bool* out) {
+  if (!info[i].IsBoolean()) {
+    ThrowType(info.Env(), fn, "%s must be a boolean", name);
+    return false;
+  }
+  *out = info[i].As<Napi::Boolean>().Value();
+  return true;
+}
+
 bool ArgU64Or(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, uint64_t dflt,
               uint64_t* out) {
   if (info[i].IsUndefined()) {

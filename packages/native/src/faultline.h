@@ -34,6 +34,8 @@ void ThrowRange(Napi::Env env, const char* fn, const char* fmt, ...) __attribute
 bool ArgFd(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int* out);
 // A non-negative safe integer (<= 2^53-1).
 bool ArgU64(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, uint64_t* out);
+// info[i] as a boolean; throws a TypeError naming the argument otherwise.
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, bool* out);
 // A non-negative safe integer, or undefined -> dflt.
 bool ArgU64Or(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, uint64_t dflt, uint64_t* out);
 // A signed safe integer.

@@ -204,6 +204,13 @@ export interface NativeAddon {
    * registration (and with EVENT_UNMAP the call blocks until UNMAP is read).
    */
   retireMapping(address: number): void
+  /**
+   * mmap(MAP_SHARED) of `length` bytes of the file `fd` (PROT_READ, or
+   * PROT_READ|PROT_WRITE when `writable`) + MADV_DONTFORK, registered like a
+   * mapAnonymous mapping: externalBuffer and retireMapping work on it.
+   * `length` must be a non-zero multiple of the system page size.
+   */
+  mapSharedFile(fd: number, length: number, writable: boolean): number
   madvise(address: number, length: number, advice: number): void
   /**
    * An external ArrayBuffer over [address, address+length) of a live mapping;
@@ -310,6 +317,10 @@ export interface NativeAddon {
   seekHole(fd: number, offset: number): number
   /** malloc_trim(0): returns freed heap memory of every arena to the system; true if some went back. */
   trimMemory(): boolean
+  /** fallocate(FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE): on tmpfs the pages leave every process's mapping. */
+  punchHole(fd: number, offset: number, length: number): void
+  /** flock(fd, LOCK_EX) when `exclusive` (blocking), else flock(fd, LOCK_UN). */
+  flock(fd: number, exclusive: boolean): void
 
   // ---- serving other processes (faultline serve) ----------------------------
 

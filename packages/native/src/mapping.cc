@@ -105,6 +105,23 @@ void* MapHuge(size_t length, uint64_t huge) {
               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (log2 << MAP_HUGE_SHIFT), -1, 0);
 }
 
+// A fresh mapping: MADV_DONTFORK (a fork child must not inherit a registered
+// range it cannot serve), then into the registry; its address as a Number.
+Napi::Value Register(Napi::Env env, void* p, uint64_t length) {
+  if (madvise(p, length, MADV_DONTFORK) != 0) {
+    const int err = errno;
+    munmap(p, length);
+    ThrowErrno(env, err, "madvise(MADV_DONTFORK)");
+    return env.Undefined();
+  }
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry()[addr] = Mapping{addr, static_cast<size_t>(length), 0, false, false};
+  }
+  return Napi::Number::New(env, static_cast<double>(addr));
+}
+
 // ---- bindings ---------------------------------------------------------------
 
 // mapAnonymous(length, hugePageSize?)
@@ -131,18 +148,33 @@ Napi::Value MapAnonymous(const Napi::CallbackInfo& info) {
     ThrowErrno(env, errno, "mmap");
     return env.Undefined();
   }
-  if (madvise(p, length, MADV_DONTFORK) != 0) {
-    const int err = errno;
-    munmap(p, length);
-    ThrowErrno(env, err, "madvise(MADV_DONTFORK)");
+  return Register(env, p, length);
+}
+
+// mmap(MAP_SHARED) of a file (a tmpfs file, for regions shared between
+// processes), registered like mapAnonymous's mappings so externalBuffer,
+// views and retireMapping work on it. PROT_READ unless `writable`.
+Napi::Value MapSharedFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint64_t length;
+  bool writable;
+  if (!ArgFd(info, 0, "mapSharedFile", "fd", &fd) || !ArgU64(info, 1, "mapSharedFile", "length", &length) ||
+      !ArgBool(info, 2, "mapSharedFile", "writable", &writable)) {
     return env.Undefined();
   }
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    Registry()[addr] = Mapping{addr, static_cast<size_t>(length), 0, false, false};
+  const uint64_t page = PageSize();
+  if (length == 0 || (length & (page - 1))) {
+    ThrowRange(env, "mapSharedFile", "length must be a non-zero multiple of the page size %zu (got %llu)", page,
+               static_cast<unsigned long long>(length));
+    return env.Undefined();
   }
-  return Napi::Number::New(env, static_cast<double>(addr));
+  void* p = mmap(nullptr, length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    ThrowErrno(env, errno, "mmap(MAP_SHARED)");
+    return env.Undefined();
+  }
+  return Register(env, p, length);
 }
 
 Napi::Value RetireMapping(const Napi::CallbackInfo& info) {
@@ -313,6 +345,7 @@ Napi::Value MappingRefs(const Napi::CallbackInfo& info) {
 
 void InitMapping(Napi::Env env, Napi::Object exports) {
   exports.Set("mapAnonymous", Napi::Function::New(env, MapAnonymous, "mapAnonymous"));
+  exports.Set("mapSharedFile", Napi::Function::New(env, MapSharedFile, "mapSharedFile"));
   exports.Set("retireMapping", Napi::Function::New(env, RetireMapping, "retireMapping"));
   exports.Set("madvise", Napi::Function::New(env, Madvise, "madvise"));
   exports.Set("externalBuffer", Napi::Function::New(env, ExternalBuffer, "externalBuffer"));

@@ -89,7 +89,7 @@ export class RedisBackend implements Backend {
       // 4 MiB windows: against a server close by (loopback), bytes in flight
       // cost memory and CPU the server shares; 8 MiB was slower there and no
       // faster across a 2 ms round trip (docs/tuning.md).
-      const info: BackendInfo = { name, size: meta?.size ?? context.size, readOnly: context.readOnly, maxBatchPages: 1024, readaheadBytes: 4 * 2 ** 20, freshReadBuffers: true }
+      const info: BackendInfo = { name, size: meta?.size ?? context.size, readOnly: context.readOnly, maxBatchPages: 1024, readaheadBytes: 4 * 2 ** 20, freshReadBuffers: true, version: meta === undefined ? undefined : `created:${meta.createdAt}:${meta.size}:${meta.pageSize}` }
       return new RedisBackend(info, config, client, io, keys, lease, meta !== undefined, pool, pageReads)
     } catch (err) {
       await lease?.release().catch(() => undefined)

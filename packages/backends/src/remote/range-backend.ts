@@ -49,7 +49,7 @@ export class RangeBackend implements Backend {
     this.pinned = new PinnedVersion(source.name, version)
     this.limit = createLimiter(options.concurrency)
     // Remote stores are far away: a long stream keeps 32 MiB ahead (four 8 MiB requests once ramped up).
-    this.info = { name: source.name, size: version.size, readOnly: true, freshReadBuffers: true, readaheadBytes: REMOTE_READAHEAD_BYTES }
+    this.info = { name: source.name, size: version.size, readOnly: true, freshReadBuffers: true, readaheadBytes: REMOTE_READAHEAD_BYTES, version: versionString(version) }
   }
 
   /** Pages wholly past the end of the object read as zeros (a region larger than the object). */
@@ -85,4 +85,11 @@ export class RangeBackend implements Backend {
   async close(): Promise<void> {
     await this.source.close()
   }
+}
+
+/** The object's version as BackendInfo.version: its ETag, else its Last-Modified, with its length. */
+function versionString(version: ObjectVersion): string | undefined {
+  if (version.etag !== undefined) return `etag:${version.etag}:${version.size}`
+  if (version.lastModified !== undefined) return `modified:${version.lastModified}:${version.size}`
+  return undefined
 }

@@ -59,7 +59,7 @@ export class S3PagesBackend implements Backend {
     this.keys = storeKeys(config.key)
     this.limit = createLimiter(config.maxSockets)
     this.zeroPage = Buffer.alloc(context.pageSize)
-    this.info = { name: config.name, size: meta.size, readOnly: context.readOnly, maxBatchPages: 64, freshReadBuffers: true }
+    this.info = { name: config.name, size: meta.size, readOnly: context.readOnly, maxBatchPages: 64, freshReadBuffers: true, version: meta.createdAt === '' ? undefined : `created:${meta.createdAt}:${meta.size}:${meta.pageSize}` }
   }
 
   /** Opens the store at the config's prefix, creating it (read-write, with a size) when there is none. */

@@ -21,6 +21,8 @@ import { AccessHints } from './hints.js'
 import type { Advice } from '../advice.js'
 import type { Evictor } from './eviction.js'
 import type { SecondTier } from './second-tier.js'
+import type { SharedSegment } from '../shared/segment.js'
+import { EMPTY, PRESENT } from '../shared/layout.js'
 
 export interface PagerConfig {
   fd: number
@@ -69,6 +71,15 @@ export interface PageInstaller {
 
 /** Faults on a page believed resident before the pager concludes it was zapped behind its back. */
 const ZAPPED_AFTER_DUPLICATES = 4
+
+/** How often pages another process is fetching are looked at (the pager thread never blocks on them). */
+const OTHERS_POLL_MS = 1
+
+/** Faults (and prefetches) on pages another process is fetching. */
+interface OthersWait {
+  faultTimes: number[]
+  settled: Array<() => void>
+}
 
 export class Pager {
   readonly pageCount: number
@@ -124,6 +135,14 @@ export class Pager {
    */
   onBusy: (() => void) | undefined
   private stalled = false
+  /**
+   * Set for a region shared between processes: the machine-wide page
+   * states. A page is claimed (EMPTY → FETCHING(me)) before it is fetched;
+   * one another process is fetching is waited for by polling, then woken.
+   */
+  shared: SharedSegment | undefined
+  private readonly othersFetching = new Map<number, OthersWait>()
+  private othersTimer: NodeJS.Timeout | undefined
 
   constructor(
     private readonly config: PagerConfig,
@@ -198,6 +217,11 @@ export class Pager {
     if (write) this.writeBack?.onInstalledForWrite(page)
     if (this.resident.add(page)) this.evictor?.onInstalled(page)
     else this.stats.add('residentPages', -1) // on the books already: it was dropped behind our back
+    if (this.shared !== undefined) {
+      // The watcher counted the fetch of this held page (pagesFetched) as it installed it.
+      this.shared.countFetched(1)
+      this.sharedInstalled(page)
+    }
     return marker
   }
 
@@ -239,6 +263,7 @@ export class Pager {
       if (this.markers.delete(page)) this.readAhead(this.readahead?.onMarker(page))
       return
     }
+    if (this.shared !== undefined && this.onSharedFault(page, now)) return
     if (this.resident.has(page)) {
       // A second thread's fault on a page we installed after it queued: the
       // COPY already woke it. Wake again in case it raced, and refetch only
@@ -260,6 +285,96 @@ export class Pager {
     this.readAhead(this.readahead?.onMiss(page))
   }
 
+  /**
+   * A fault in a shared region on a page not in flight here. Returns false
+   * when this process claimed it (the caller fetches it as usual); true when
+   * it is installed already (woken) or another process is fetching it.
+   */
+  private onSharedFault(page: number, now: number): boolean {
+    const shared = this.shared!
+    if (shared.state(page) === PRESENT) {
+      // Installed (by anyone) after this fault was queued: wake. A page that
+      // keeps faulting while PRESENT is not in the cache after all: fetch it.
+      const n = (this.duplicatesOnResident.get(page) ?? 0) + 1
+      if (n < ZAPPED_AFTER_DUPLICATES) {
+        this.duplicatesOnResident.set(page, n)
+        if (this.resident.has(page)) this.stats.add('duplicateFaults')
+        else shared.servedByOthers(1)
+        native.uffdWake(this.config.fd, this.pageAddress(page), this.config.pageSize)
+        return true
+      }
+      this.duplicatesOnResident.delete(page)
+      shared.repair(page)
+    }
+    if (shared.tryClaim(page)) {
+      // Ours to fetch. If our books had it, another process evicted it since.
+      if (this.resident.delete(page)) this.stats.add('residentPages', -1)
+      return false
+    }
+    this.waitForOthers(page, now)
+    return true
+  }
+
+  /** Waits (by polling) for a page another process is fetching; a fault's time, or a prefetch's resolver. */
+  private waitForOthers(page: number, faultTime: number | undefined, settled?: () => void): void {
+    let wait = this.othersFetching.get(page)
+    if (wait === undefined) {
+      wait = { faultTimes: [], settled: [] }
+      this.othersFetching.set(page, wait)
+    }
+    if (faultTime !== undefined) wait.faultTimes.push(faultTime)
+    if (settled !== undefined) wait.settled.push(settled)
+    this.othersTimer ??= setTimeout(() => this.pollOthers(), OTHERS_POLL_MS)
+  }
+
+  /**
+   * Pages another process was fetching: PRESENT now → wake our waiters;
+   * EMPTY (its fetch failed) → claim and fetch it here; owner dead → take
+   * its claim over and fetch it here.
+   */
+  private pollOthers(): void {
+    this.othersTimer = undefined
+    const shared = this.shared
+    if (shared === undefined || this.closed) return
+    for (const [page, wait] of this.othersFetching) {
+      const state = shared.state(page)
+      if (state === PRESENT) {
+        this.othersFetching.delete(page)
+        if (wait.faultTimes.length > 0) {
+          shared.servedByOthers(wait.faultTimes.length)
+          native.uffdWake(this.config.fd, this.pageAddress(page), this.config.pageSize)
+          const now = performance.now()
+          for (const t of wait.faultTimes) this.stats.recordLatency((now - t) * 1000)
+        }
+        for (const resolve of wait.settled) resolve()
+        continue
+      }
+      const ours = state === EMPTY ? shared.tryClaim(page) : !shared.ownerAlive(state) && shared.takeOver(page, state)
+      if (!ours) continue
+      this.othersFetching.delete(page)
+      this.inflight.set(page, { faultTimes: wait.faultTimes, prefetch: wait.faultTimes.length === 0, write: false })
+      if (wait.settled.length > 0) this.settleWaiters.set(page, [...(this.settleWaiters.get(page) ?? []), ...wait.settled])
+      this.queue.push(page)
+    }
+    this.drain()
+    if (this.othersFetching.size > 0) this.othersTimer = setTimeout(() => this.pollOthers(), OTHERS_POLL_MS)
+  }
+
+  /** Installed here: the page is PRESENT for every process; past the shared budget, the cache is trimmed. */
+  private sharedInstalled(page: number): void {
+    const shared = this.shared!
+    if (!shared.markPresent(page)) return
+    const dropped = shared.evictIfOver()
+    if (dropped.length === 0) return
+    let ours = 0
+    for (const p of dropped) {
+      if (this.resident.delete(p)) ours++
+      this.duplicatesOnResident.delete(p)
+    }
+    this.stats.add('residentPages', -ours)
+    this.stats.add('evictedPages', dropped.length)
+  }
+
   /** Queues a readahead window, cut into the plan's parts, for the next drain. */
   private readAhead(plan: ReadaheadPlan | undefined): void {
     if (plan === undefined) return
@@ -267,6 +382,8 @@ export class Pager {
       const pages: number[] = []
       for (let p = part.first; p < part.first + part.count; p++) {
         if (this.resident.has(p) || this.inflight.has(p) || this.held.has(p)) continue
+        // Shared: only pages nobody else has or is fetching.
+        if (this.shared !== undefined && !this.shared.tryClaim(p)) continue
         this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
         pages.push(p)
       }
@@ -291,7 +408,16 @@ export class Pager {
         pending.push(this.whenSettled(p))
         continue
       }
-      if (this.resident.has(p)) continue
+      if (this.shared !== undefined && !this.othersFetching.has(p)) {
+        if (this.shared.state(p) === PRESENT) continue
+        if (!this.shared.tryClaim(p)) {
+          pending.push(new Promise((resolve) => this.waitForOthers(p, undefined, resolve)))
+          continue
+        }
+      } else if (this.othersFetching.has(p)) {
+        pending.push(new Promise((resolve) => this.waitForOthers(p, undefined, resolve)))
+        continue
+      } else if (this.resident.has(p)) continue
       this.inflight.set(p, { faultTimes: [], prefetch: true, write: false })
       pages.push(p)
     }
@@ -509,6 +635,8 @@ export class Pager {
           }
         }
         this.inflight.delete(page)
+        // Shared: held here, it is nobody's claim; another process that needs it fetches it.
+        this.shared?.release(page)
         this.settle(page)
         return
       }
@@ -526,6 +654,7 @@ export class Pager {
     else {
       this.stats.add('pagesFetched')
       this.stats.add('bytesFetched', data.byteLength)
+      this.shared?.countFetched(1)
     }
     const wasResident = this.resident.has(page)
     if (!wasResident) {
@@ -555,6 +684,7 @@ export class Pager {
     if (data !== undefined) this.recycle(data)
     const added = this.resident.add(page)
     this.inflight.delete(page)
+    if (this.shared !== undefined) this.sharedInstalled(page)
     this.settle(page)
     if (added) this.evictor?.onInstalled(page)
   }
@@ -594,6 +724,7 @@ export class Pager {
       if (results[2 * k + 1]! === 1) this.stats.add('installedOffThread')
       this.recordLatency(waiter)
       this.inflight.delete(page)
+      if (this.shared !== undefined) this.sharedInstalled(page)
       this.settle(page)
     }
     this.evictor?.recheck()
@@ -654,6 +785,8 @@ export class Pager {
     const faulted = pages.filter((p) => (this.inflight.get(p)?.faultTimes.length ?? 0) > 0)
     for (const p of pages) {
       this.inflight.delete(p)
+      // Shared: another process may fetch it (and its waiters then see it PRESENT).
+      this.shared?.release(p)
       this.settle(p)
     }
     if (faulted.length === 0) return
@@ -696,6 +829,11 @@ export class Pager {
 
   stop(): void {
     this.closed = true
+    clearTimeout(this.othersTimer)
+    this.othersTimer = undefined
+    // Prefetches waiting on another process end; faulting threads are woken by the unregister.
+    for (const wait of this.othersFetching.values()) for (const resolve of wait.settled) resolve()
+    this.othersFetching.clear()
   }
 
   private pageAddress(page: number): number {

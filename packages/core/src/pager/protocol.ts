@@ -30,6 +30,8 @@ export interface PagerReady {
   features: string[]
   /** True when the kernel only allowed user-mode faults: kernel accesses (read(2) into a view) fail with EFAULT. */
   userModeOnly: boolean
+  /** Set for a shared region: its control file's mapping in this process, for stats().shared. */
+  shared?: { ctlAddress: number; ctlLength: number; slot: number; path: string } | undefined
 }
 
 export interface PagerFailed {

@@ -23,6 +23,7 @@ import { checkHugeFeatures, mapHuge } from './huge.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
 import { offsetBackend, PeerMemory, screenPeerMessages, type PeerAttach } from './peer.js'
 import { PageSet } from './pageset.js'
+import { SharedSegment } from '../shared/segment.js'
 
 const port = parentPort!
 // One region at a time: set for each region this thread serves (a thread
@@ -44,6 +45,7 @@ async function start(): Promise<void> {
   let watcher: Watcher | undefined
   let installer: Installer | undefined
   let address = 0
+  let segment: SharedSegment | undefined
   try {
     backend = peer === undefined ? await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' }) : await openForPeer(peer)
     // A peer's range starts at its offset into the object; pages it gives back read as zeros.
@@ -62,9 +64,21 @@ async function start(): Promise<void> {
     if (!readOnly && backend.write === undefined) {
       throw new FaultlineError('ERR_READ_ONLY', `faultline: ${backend.info.name} says it is writable but has no write(); fix the backend or open the region read-only`, { option: 'backend' })
     }
+    if (options.shared !== undefined && !readOnly) {
+      throw new FaultlineError('ERR_INVALID_OPTION', `faultline: option \`shared\` needs access: 'read-only': ${backend.info.name} can store pages, and a cache shared between processes cannot take one process's writes`, { option: 'shared' })
+    }
     const { size, dataSize } = peerGeometry() ?? resolveGeometry(options.size, backend.info.size, options.pageSize)
+    // A shared region's maxResident bounds the machine's cache (the segment's evictor), not this process's.
+    if (options.shared !== undefined) {
+      segment = SharedSegment.open({
+        dir: options.shared.dir,
+        name: options.shared.name,
+        identity: { backend: `${options.backend.type} ${backend.info.name}`, version: backend.info.version, size, pageSize: options.pageSize },
+        budgetPages: options.maxResident === undefined ? 0 : Math.floor(options.maxResident / options.pageSize),
+      })
+    }
     // Eviction needs writers to block while a page is dropped: sync tracking.
-    const bounded = options.maxResident !== undefined || options.residentPool !== undefined
+    const bounded = segment === undefined && (options.maxResident !== undefined || options.residentPool !== undefined)
     // A peer's pages are read with process_vm_readv, which needs them present: sync tracking only.
     const tracking = readOnly ? 'none' : peer !== undefined ? 'sync-wp' : chooseTracking(bounded ? 'sync' : options.writeTracking)
     const huge = options.hugePageSize
@@ -73,16 +87,23 @@ async function start(): Promise<void> {
       FEATURE_BITS.THREAD_ID |
       (tracking === 'none' ? 0 : FEATURE_BITS.PAGEFAULT_FLAG_WP) |
       (tracking === 'async-wp' ? FEATURE_BITS.WP_ASYNC : 0) |
-      (huge === 0 ? 0 : FEATURE_BITS.MISSING_HUGETLBFS | (tracking === 'none' ? 0 : FEATURE_BITS.WP_HUGETLBFS_SHMEM))
+      (huge === 0 ? 0 : FEATURE_BITS.MISSING_HUGETLBFS | (tracking === 'none' ? 0 : FEATURE_BITS.WP_HUGETLBFS_SHMEM)) |
+      (segment === undefined ? 0 : FEATURE_BITS.MISSING_SHMEM)
     // A peer mapped and registered its range itself, on the descriptor it sent.
     const uffd = peer === undefined ? openUffd(features) : { fd: peer.uffd, userModeOnly: false }
     fd = uffd.fd
-    address = peer?.address ?? (huge === 0 ? native.mapAnonymous(size) : mapHuge(size, huge))
+    // A shared region maps the cache's pages file MAP_SHARED, PROT_READ: what one process installs, all see.
+    address = peer?.address ?? (segment !== undefined ? native.mapSharedFile(segment.pagesFd, size, false) : huge === 0 ? native.mapAnonymous(size) : mapHuge(size, huge))
     // The kernel fills and skips a hugetlb region one huge page at a time.
     const fillUnit = huge === 0 ? systemPageSize : huge
     if (peer === undefined) native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
     const pager = new Pager({ fd, address, size, pageSize: options.pageSize, fillUnit, hugetlb: huge !== 0, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
+    pager.shared = segment
+    if (segment !== undefined) {
+      const attached = segment
+      abandonShared = () => attached.abandon()
+    }
     const memory = peer === undefined ? new ViewSet(address, size, 'pager') : new PeerMemory(peer)
     if (tracking !== 'none') {
       pager.writeBack = new WriteBack(
@@ -162,9 +183,10 @@ async function start(): Promise<void> {
       // For a peer, closing the last descriptor unregisters its range and wakes its waiters.
       native.closeFd(fd)
       if (peer === undefined) native.retireMapping(address)
+      segment?.leave()
       await closeBackend(opened)
     })
-    post({ kind: 'ready', threadId, address, size, dataSize, pageSize: options.pageSize, hugePages: huge !== 0, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly })
+    post({ kind: 'ready', threadId, address, size, dataSize, pageSize: options.pageSize, hugePages: huge !== 0, readOnly, writeTracking: tracking, backendName: backend.info.name, features: featureNames(features), userModeOnly: uffd.userModeOnly, shared: segment === undefined ? undefined : { ctlAddress: segment.ctlAddress, ctlLength: segment.ctlLength, slot: segment.slot, path: segment.pagesPath } })
   } catch (err) {
     // Stop polling before the fd goes: libuv aborts on a closed fd it still watches.
     watcher?.stop()
@@ -172,6 +194,7 @@ async function start(): Promise<void> {
     // A peer's descriptor goes back to the server, which closes it.
     if (fd >= 0 && peer === undefined) native.closeFd(fd)
     if (address !== 0 && peer === undefined) native.retireMapping(address)
+    segment?.leave()
     await backend?.close().catch(() => undefined)
     post({ kind: 'failed', error: serializeError(err) })
     port.close()
@@ -194,7 +217,8 @@ function serveNatively(watcher: Watcher, pager: Pager, backend: Backend, stats: 
     pager.sharedPages = Math.min(shared.pages, pageCount)
     watcher.addSource(0, pager.sharedPages, shared.data)
   }
-  const file = backend.filePages?.()
+  // Not for a shared cache: a page the watcher installed would escape its table of claims, and its evictor.
+  const file = pager.shared === undefined ? backend.filePages?.() : undefined
   if (file !== undefined) watcher.addFileSource(0, pageCount, file.fd, file.offset ?? 0, file.length)
 }
 
@@ -327,6 +351,7 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
             // The region is gone: this thread waits for the next one, or to be retired.
             port.off('message', onRequest)
             armAbandonGuard = undefined
+            abandonShared = undefined
             post({ kind: 'reply', id: req.id, ...(endAfterClose ? { retiring: true } : {}) })
             if (endAfterClose) process.exit(0)
             // Waiting for the next region, this thread should not hold the last one's memory.
@@ -349,10 +374,17 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
 // fault on the region into SIGBUS from then on.
 /** Set once the region is served: hands the uffd to the native poisoner if this thread dies. */
 let armAbandonGuard: (() => void) | undefined
+/** Set for a shared region: resets this thread's claims, which would otherwise look alive while the process runs. */
+let abandonShared: (() => void) | undefined
 
 process.on('uncaughtException', (err) => {
   try {
     armAbandonGuard?.()
+    try {
+      abandonShared?.()
+    } catch {
+      // the others then take the claims over once this process is gone
+    }
     writeSync(2, `faultline: the pager thread failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
   } finally {
     process.exit(70)
