@@ -68,6 +68,19 @@ describe('faultline serve, Firecracker peers', () => {
     expect((await status(server.socket)).refused).toBe(before + 1)
   })
 
+  it('a descriptor that is not a userfaultfd is refused, naming what it is; the server goes on', async () => {
+    const r = await peer(String(2 ** 20), '0', 'notuffd')
+    expect(r.lines.find((l) => 'ok' in l)).toMatchObject({ ok: false, code: 'ERR_PEER', message: expect.stringMatching(/not a userfaultfd but \/.*firecracker_peer\.py/) })
+    const next = await peer(String(2 ** 20), '0', 'sha256')
+    expect(next.lines[1]?.sha256).toBe(sha256Of(image, 0, 2 ** 20))
+  })
+
+  it('write_back on a userfaultfd without write-protect faults is refused (and the peer gets SIGBUS, not zeros)', async () => {
+    const r = await peer(String(2 ** 20), '0', 'wbnowp')
+    expect(r.signal).toBe('SIGBUS')
+    expect(server.log()).toMatch(/write_back needs a userfaultfd with write-protect faults: enable UFFD_FEATURE_PAGEFAULT_FLAG_WP/)
+  })
+
   it('answers a handshake without a descriptor, or not JSON, with a reply that names the problem', async () => {
     const mapping = JSON.stringify([{ base_host_virt_addr: 0x7f0000000000, size: 65536, offset: 0, page_size: 4096 }])
     expect(await rawHello(server.socket, mapping)).toMatchObject({ ok: false, code: 'ERR_PEER', message: expect.stringMatching(/without a descriptor: pass the userfaultfd as SCM_RIGHTS/) })

@@ -12,6 +12,8 @@ usage: firecracker_peer.py SOCKET SIZE OFFSET MODE [FIELDS]
                 inflating), read it again: print {"sha256": ..., "removedZero": bool}
        outside  register SIZE + 1 MiB but declare SIZE, then touch past SIZE
                 (a misbehaving peer: the handler must answer with SIGBUS)
+       notuffd  send an open regular file instead of the userfaultfd, print the reply
+       wbnowp   ask for write_back on a userfaultfd without write-protect, then touch
   FIELDS  both (default: page_size and the deprecated page_size_kib, both in
           bytes, as Firecracker v1.x sends them) | kib (only page_size_kib)
 """
@@ -65,7 +67,13 @@ def main():
     mapping["page_size_kib"] = mmap.PAGESIZE  # bytes, despite the name
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(sock_path)
-    socket.send_fds(conn, [json.dumps([mapping]).encode()], [uffd])
+    if mode == "notuffd":
+        with open(__file__, "rb") as f:
+            socket.send_fds(conn, [json.dumps([mapping]).encode()], [f.fileno()])
+        print(conn.recv(4096).decode().strip(), flush=True)
+        return
+    message = {"mappings": [mapping], "write_back": True} if mode == "wbnowp" else [mapping]
+    socket.send_fds(conn, [json.dumps(message).encode()], [uffd])
     os.close(uffd)
     print(json.dumps({"attached": True}), flush=True)
     if mode in ("sha256", "hold"):
@@ -78,6 +86,9 @@ def main():
         mem.madvise(mmap.MADV_DONTNEED, half, size - half)
         zero = mem[half:size] == bytes(size - half)
         print(json.dumps({"sha256": first, "removedZero": zero, "sha256After": hashlib.sha256(mem[:size]).hexdigest()}))
+    elif mode == "wbnowp":
+        mem[0]  # refused: the handler answers with SIGBUS
+        print(json.dumps({"wbnowp": "returned"}))
     elif mode == "outside":
         mem[size + 4096]  # never returns: the handler answers with SIGBUS
         print(json.dumps({"outside": "returned"}))

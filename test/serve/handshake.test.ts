@@ -18,10 +18,11 @@ describe('decodeHello', () => {
     expect(decodeHello('{"command":"status"}')).toEqual({ kind: 'status' })
   })
 
-  it('waits for the rest of a message that arrived in pieces', () => {
-    const text = JSON.stringify([mapping])
-    expect(decodeHello(text.slice(0, 20))).toBeUndefined()
-    expect(decodeHello(text)).toBeDefined()
+  it('waits for the rest of a message that arrived in pieces, cut anywhere', () => {
+    for (const text of [JSON.stringify([mapping]), JSON.stringify({ mappings: [mapping], write_back: true })]) {
+      for (let cut = 1; cut < text.length; cut++) expect(decodeHello(text.slice(0, cut)), text.slice(0, cut)).toBeUndefined()
+      expect(decodeHello(text)).toBeDefined()
+    }
   })
 
   it('refuses what can never be served, naming the field', () => {

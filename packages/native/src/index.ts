@@ -85,6 +85,8 @@ export interface Watcher {
    * REMOVE or UNMAP event the watcher reads: pages given back read as zeros.
    */
   addFileSource(firstPage: number, pageCount: number, fd: number, fileOffset: number, length: number): void
+  /** Forgets every file source (for a REMOVE event JS read itself, e.g. while an install was refused with EAGAIN). */
+  dropFileSources(): void
   /** Copies one page of bytes to native memory; a fault on `page` is installed from it, once. */
   stage(page: number, bytes: Uint8Array): void
   /** Forgets a staged page, copying it into `out` first if given; false if it was not staged. */

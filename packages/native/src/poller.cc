@@ -348,7 +348,6 @@ Napi::Value AddSource(const Napi::CallbackInfo& info) {
   if (bytes == nullptr) return env.Undefined();
   Napi::TypedArray data = info[2].As<Napi::TypedArray>();
   // A non-shared ArrayBuffer can be detached or transferred, freeing the bytes under us.
-  // A non-shared ArrayBuffer can be detached or transferred, freeing the bytes under us.
   if (!OverSharedMemory(env, info[2])) {
     if (!env.IsExceptionPending()) ThrowType(env, fn, "data must be over a SharedArrayBuffer");
     return env.Undefined();
@@ -374,6 +373,13 @@ Napi::Value AddFileSource(const Napi::CallbackInfo& info) {
   }
   ready->AddFileSource(first, count, fd, offset, length);
   return env.Undefined();
+}
+
+// dropFileSources(): for REMOVE events JS read itself, not through the watcher.
+Napi::Value DropFileSources(const Napi::CallbackInfo& info) {
+  ReadyPages* ready = ReadyOf(info, "dropFileSources");
+  if (ready != nullptr) ready->DropFileSources();
+  return info.Env().Undefined();
 }
 
 // stage(page, bytes: Uint8Array of one page)
@@ -484,6 +490,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   result.Set("serveNatively", BoundMethod(env, ServeNatively, "serveNatively", w->control));
   result.Set("addSource", BoundMethod(env, AddSource, "addSource", w->control));
   result.Set("addFileSource", BoundMethod(env, AddFileSource, "addFileSource", w->control));
+  result.Set("dropFileSources", BoundMethod(env, DropFileSources, "dropFileSources", w->control));
   result.Set("stage", BoundMethod(env, Stage, "stage", w->control));
   result.Set("unstage", BoundMethod(env, Unstage, "unstage", w->control));
   result.Set("poisonOnAbandon", BoundMethod(env, PoisonOnAbandon, "poisonOnAbandon", w->control));

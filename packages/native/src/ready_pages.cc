@@ -133,7 +133,7 @@ void ReadyPages::Serve(int fd, double* messages, size_t count) {
   for (size_t m = 0; m < count; m++) {
     double* msg = messages + 4 * m;
     // Faults after it in this very read may be on the pages it gave back.
-    if (msg[0] == UFFD_EVENT_REMOVE || msg[0] == UFFD_EVENT_UNMAP) files_.clear();
+    if (msg[0] == UFFD_EVENT_REMOVE || msg[0] == UFFD_EVENT_UNMAP) DropFileSources();
     if (msg[0] != UFFD_EVENT_PAGEFAULT) continue;
     const uint64_t flags = static_cast<uint64_t>(msg[1]);
     if (flags & UFFD_PAGEFAULT_FLAG_WP) continue;  // a write to a present page: JS tracks it

@@ -54,6 +54,7 @@ class ReadyPages {
   // `length` (the file's) read as zeros. Dropped at the first REMOVE or
   // UNMAP event: pages given back must read as zeros, not as the file.
   void AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t file_offset, uint64_t length);
+  void DropFileSources() { files_.clear(); }
   void Stage(uint64_t page, const uint8_t* bytes);
   // Copies the staged bytes into `out` (if given) and forgets them.
   bool Unstage(uint64_t page, uint8_t* out);

@@ -761,6 +761,7 @@ export class Pager {
     if (data !== undefined && this.config.hugetlb) this.touched ^= touchSource(data)
     let done = 0
     let spins = 0
+    let busySince: number | undefined
     while (done < pageSize) {
       const r =
         data === undefined
@@ -772,9 +773,10 @@ export class Pager {
         native.uffdWake(fd, address + done, fillUnit)
         done += fillUnit
       } else if (r === -constants.EAGAIN) {
-        // An event (REMOVE, UNMAP) is queued unread: only reading it ends the EAGAINs.
+        // An event (REMOVE, UNMAP) is queued unread, or the madvise that queued it has not
+        // finished: read it, and retry for up to a second of such EAGAINs.
         this.onBusy?.()
-        if (++spins > 1000) throw new FaultlineError('ERR_PAGER_FAILED', `faultline: installing the page at 0x${address.toString(16)} kept failing with EAGAIN`)
+        if (++spins > 1000 && performance.now() - (busySince ??= performance.now()) > 1000) throw new FaultlineError('ERR_PAGER_FAILED', `faultline: installing the page at 0x${address.toString(16)} kept failing with EAGAIN for a second (the address space kept changing, or an event on the userfaultfd was never read)`)
       }
     }
   }
@@ -825,6 +827,18 @@ export class Pager {
   dropResident(page: number): void {
     this.resident.delete(page)
     this.duplicatesOnResident.delete(page)
+  }
+
+  /**
+   * A peer gave (part of) the page back (UFFD_EVENT_REMOVE): it is not
+   * resident, bytes held back for it are stale, and its writes are gone
+   * with it; a flush must not read it (the read would fault into this
+   * thread).
+   */
+  forgetPage(page: number): void {
+    this.dropResident(page)
+    if (this.held.has(page)) this.takeHeld(page)
+    this.writeBack?.forget(page)
   }
 
   stop(): void {

@@ -8,6 +8,7 @@
 import { constants, native } from '@faultline/native'
 import type { Backend } from '@faultline/contract'
 import { PageSet } from './pageset.js'
+import { FaultlineError } from '../errors.js'
 
 /** One range of a peer, as the pager thread is given it. */
 export interface PeerAttach {
@@ -36,8 +37,21 @@ export class PeerMemory {
   view(offset: number, length: number): Uint8Array {
     if (this.scratch.length < length) this.scratch = new Uint8Array(length)
     const out = this.scratch.subarray(0, length)
-    const n = native.readPeerMemory(this.peer.pid, this.peer.address + offset, out)
-    if (n !== length) throw new Error(`process_vm_readv read ${n} of ${length} bytes at 0x${(this.peer.address + offset).toString(16)} in process ${this.peer.pid}`)
+    const at = this.peer.address + offset
+    let n: number
+    try {
+      n = native.readPeerMemory(this.peer.pid, at, out)
+    } catch (cause) {
+      const code = (cause as { code?: string }).code
+      const why =
+        code === 'EPERM' || code === 'EACCES'
+          ? 'the server may not read its memory: it needs the right to ptrace it (the same user with kernel.yama.ptrace_scope ≤ 1, CAP_SYS_PTRACE, or root)'
+          : code === 'ESRCH'
+            ? 'it has exited'
+            : String((cause as Error).message)
+      throw new FaultlineError('ERR_PEER', `faultline serve: writing back process ${this.peer.pid}'s pages failed: ${why}`, { cause })
+    }
+    if (n !== length) throw new FaultlineError('ERR_PEER', `faultline serve: process ${this.peer.pid} no longer maps 0x${at.toString(16)} (read ${n} of ${length} bytes): it unmapped part of its range`)
     return out
   }
 }
@@ -71,36 +85,70 @@ export function offsetBackend(backend: Backend, first: number, pageSize: number,
   return shifted
 }
 
+/** Huge page sizes a peer's mapping may use: a poison must cover a whole page of the mapping. */
+const POISON_UNITS = [constants.SYSTEM_PAGE_SIZE!, 2 ** 21, 2 ** 30]
+
+/**
+ * Answers the fault at `address` on a peer's descriptor with SIGBUS
+ * (UFFDIO_POISON) rather than leaving its thread asleep: in the system page
+ * size, or a huge page's where the mapping is hugetlb (EINVAL), retrying
+ * while an event is pending (EAGAIN). False if it could not.
+ */
+export function poisonFault(uffd: number, address: number): boolean {
+  for (const unit of POISON_UNITS) {
+    const start = Math.floor(address / unit) * unit
+    try {
+      for (let tries = 0; tries < 64; tries++) {
+        const r = native.uffdPoison(uffd, start, unit, 0)
+        if (r >= 0 || r === -constants.EEXIST) return true
+      }
+      return false
+    } catch (err) {
+      // EINVAL: not a page of this mapping's size; anything else: the peer is gone, nobody waits.
+      if ((err as { code?: string }).code !== 'EINVAL') return false
+    }
+  }
+  return false
+}
+
+/** What screening a peer's messages acts on. */
+export interface PeerScreen {
+  /** Pages whose whole extent was given back: they read as zeros from then on. */
+  removed: PageSet
+  /** A page (part of) which was given back. */
+  forget(page: number): void
+  /** Once per REMOVE: the native watcher must stop answering from the file. */
+  onRemove(): void
+  warn(message: string): void
+}
+
 /**
  * Messages the pager cannot take as they come from a peer: a fault outside
  * the range it declared is answered with SIGBUS (UFFDIO_POISON) instead of
- * leaving the thread asleep for ever, and REMOVE events mark pages removed
- * (dropped from the books by `onRemoved`). Returns the messages left, in place.
+ * leaving the thread asleep for ever, and a REMOVE (a balloon inflating,
+ * MADV_DONTNEED) forgets every page it touches and makes the pages it covers
+ * read as zeros. Returns the messages left, in place.
  */
-export function screenPeerMessages(peer: PeerAttach, pageSize: number, count: number, messages: Float64Array, removed: PageSet, onRemoved: (page: number) => void, warn: (message: string) => void): number {
+export function screenPeerMessages(peer: PeerAttach, pageSize: number, count: number, messages: Float64Array, screen: PeerScreen): number {
   let kept = 0
   for (let m = 0; m < count; m++) {
     const event = messages[m * 4]!
     const a = messages[m * 4 + 1]!
     const b = messages[m * 4 + 2]!
     if (event === constants.UFFD_EVENT_REMOVE) {
-      // [event, start, end]: every whole page in it now reads as zeros.
-      const first = Math.ceil((a - peer.address) / pageSize)
-      const end = Math.floor((Math.min(b, peer.address + peer.size) - peer.address) / pageSize)
-      for (let p = Math.max(0, first); p < end; p++) {
-        removed.add(p)
-        onRemoved(p)
+      // [event, start, end], clipped to the range.
+      const start = Math.max(a, peer.address) - peer.address
+      const end = Math.min(b, peer.address + peer.size) - peer.address
+      screen.onRemove()
+      for (let p = Math.floor(start / pageSize); p * pageSize < end; p++) {
+        if (p * pageSize >= start && (p + 1) * pageSize <= end) screen.removed.add(p)
+        screen.forget(p)
       }
       continue
     }
     if ((event === constants.UFFD_EVENT_PAGEFAULT || event === constants.WATCH_SERVED) && (b < peer.address || b >= peer.address + peer.size)) {
-      warn(`faultline serve: process ${peer.pid} faulted at 0x${b.toString(16)}, outside the range it attached [0x${peer.address.toString(16)}, 0x${(peer.address + peer.size).toString(16)}): answered with SIGBUS`)
-      const sysPage = constants.SYSTEM_PAGE_SIZE!
-      try {
-        native.uffdPoison(peer.uffd, Math.floor(b / sysPage) * sysPage, sysPage, 0)
-      } catch {
-        // The peer is gone or the address is not registered on this descriptor: nobody waits.
-      }
+      screen.warn(`faultline serve: process ${peer.pid} faulted at 0x${b.toString(16)}, outside the range it attached [0x${peer.address.toString(16)}, 0x${(peer.address + peer.size).toString(16)}): answered with SIGBUS`)
+      poisonFault(peer.uffd, b)
       continue
     }
     if (kept !== m) for (let k = 0; k < 4; k++) messages[kept * 4 + k] = messages[m * 4 + k]!

@@ -117,7 +117,8 @@ async function start(): Promise<void> {
     const served = peer
     const onMessages = served === undefined
       ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
-      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, options.pageSize, count, messages, removed, (p) => pager.dropResident(p), (m) => writeSync(2, `${m}\n`)), messages)
+      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, options.pageSize, count, messages, screen), messages)
+    const screen = { removed, forget: (p: number) => pager.forgetPage(p), onRemove: () => watcher?.dropFileSources(), warn: (m: string) => writeSync(2, `${m}\n`) }
     watcher = native.watch(fd, WATCH_CAPACITY, onMessages, fillUnit)
     if (peer !== undefined) pager.onBusy = () => drainQueued(fd, onMessages)
     if (backend.info.freshReadBuffers === true) {
@@ -293,8 +294,8 @@ function pagesOf(range: { offset: number; length: number }): [number, number] {
 /**
  * Reads the messages queued on a peer's descriptor while an install is
  * refused with EAGAIN (a REMOVE event waits), and hands them to the pager
- * once the install is done: removals first, as they must come before the
- * faults they caused.
+ * once the install is done. (The install in progress completes first: a
+ * page being installed as its range is removed may get the backend's bytes.)
  */
 function drainQueued(fd: number, onMessages: (count: number, messages: Float64Array) => void): void {
   const out = new Float64Array(WATCH_CAPACITY * 4)

@@ -232,6 +232,13 @@ export class WriteBack {
 
   private staging = new Uint8Array(0)
 
+  /** The page is gone from the memory it was written in: nothing of it is left to write. */
+  forget(page: number): void {
+    if (!this.dirty.delete(page)) return
+    if (this.flushing.has(page)) this.inBoth--
+    this.updateDirtyStat()
+  }
+
   /** Written since its last snapshot, or its snapshot is still being written. */
   isDirty(page: number): boolean {
     return this.dirty.has(page) || this.flushing.has(page)

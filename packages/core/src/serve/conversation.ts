@@ -114,16 +114,21 @@ export class Conversation {
   private onHangup(): void {
     this.hungUp = true
     const session = this.state === 'attached' ? this.session : undefined
+    // Gone before its message was whole: closing the descriptor it sent would leave its range reading zeros.
+    for (const uffd of this.conn.takeFds()) this.host.keepRefused(uffd, this.pid)
     this.end()
     if (session !== undefined) this.host.whenGone(session)
   }
 
   private refuse(err: unknown): void {
     const e = err instanceof FaultlineError ? err : new FaultlineError('ERR_PEER', `faultline serve: ${String((err as Error).message ?? err)}`)
+    // An attached peer that breaks the protocol later is still served until it exits.
+    const session = this.state === 'attached' ? this.session : undefined
     this.host.refused(this.pid, e)
     this.conn.reply({ ok: false, code: e.code, message: e.message })
     for (const uffd of this.conn.takeFds()) this.host.keepRefused(uffd, this.pid)
     this.end()
+    if (session !== undefined) this.host.whenGone(session)
   }
 
   private end(): void {

@@ -63,7 +63,7 @@ export function decodeHello(text: string): PeerHello | undefined {
   try {
     value = JSON.parse(text)
   } catch (err) {
-    if (/end of (JSON )?input|Unterminated/i.test(String((err as Error).message))) return undefined
+    if (incomplete(text, String((err as Error).message))) return undefined
     throw refuse(`the first message is not JSON: ${(err as Error).message}`)
   }
   if (Array.isArray(value)) return { kind: 'attach', mappings: decodeMappings(value), writeBack: false }
@@ -74,6 +74,16 @@ export function decodeHello(text: string): PeerHello | undefined {
   if (!Array.isArray(r.mappings)) throw refuse('an attach object must have `mappings`, an array of GuestRegionUffdMapping')
   if (r.write_back !== undefined && typeof r.write_back !== 'boolean') throw refuse(`\`write_back\` must be true or false (got ${JSON.stringify(r.write_back)})`)
   return { kind: 'attach', mappings: decodeMappings(r.mappings), writeBack: r.write_back === true }
+}
+
+/**
+ * A message cut short, rather than a wrong one: the parser ran out of text
+ * (V8 says so, or names the position just past the end).
+ */
+function incomplete(text: string, message: string): boolean {
+  if (/end of (JSON )?input|Unterminated/i.test(message)) return true
+  const at = /position (\d+)/.exec(message)
+  return at !== null && Number(at[1]) >= text.length
 }
 
 function decodeMappings(list: unknown[]): PeerMapping[] {

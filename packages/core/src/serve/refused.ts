@@ -6,6 +6,7 @@
  * fault on it with SIGBUS (UFFDIO_POISON): the peer fails loudly instead.
  */
 import { constants, native, type Watcher } from '@faultline/native'
+import { poisonFault } from '../pager/peer.js'
 import { closeQuietly, processAlive } from './session.js'
 
 const CHECK_MS = 500
@@ -37,15 +38,8 @@ export class RefusedPeer {
   }
 
   private poison(count: number, messages: Float64Array): void {
-    const sysPage = constants.SYSTEM_PAGE_SIZE!
     for (let m = 0; m < count; m++) {
-      if (messages[m * 4] !== constants.UFFD_EVENT_PAGEFAULT) continue
-      const page = Math.floor(messages[m * 4 + 2]! / sysPage) * sysPage
-      try {
-        native.uffdPoison(this.uffd, page, sysPage, 0)
-      } catch {
-        // Gone, or the page appeared meanwhile: nobody is left waiting.
-      }
+      if (messages[m * 4] === constants.UFFD_EVENT_PAGEFAULT) poisonFault(this.uffd, messages[m * 4 + 2]!)
     }
   }
 }

@@ -7,7 +7,7 @@
  */
 import { existsSync, unlinkSync } from 'node:fs'
 import { connect } from 'node:net'
-import { constants, native } from '@faultline/native'
+import { constants, FEATURE_BITS, native } from '@faultline/native'
 import type { BackendSpec } from '@faultline/contract'
 import { FaultlineError, invalidOption } from '../errors.js'
 import { DEFAULT_PAGE_SIZE, describe, normalizeOptions, type NormalizedOptions, type ReadaheadOptions } from '../options.js'
@@ -17,6 +17,7 @@ import { Conversation, type ConversationHost } from './conversation.js'
 import { servedPageSize, type PeerHello } from './handshake.js'
 import { closeQuietly, PeerSession, processAlive, type PeerStatus } from './session.js'
 import { RefusedPeer } from './refused.js'
+import { inspectFd, UFFD_KIND } from './uffd-info.js'
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -151,7 +152,18 @@ export class FaultlineServer {
     const [uffd, ...extra] = fds
     for (const fd of extra) closeQuietly(fd)
     if (uffd === undefined) throw new FaultlineError('ERR_PEER', 'faultline serve: the attach message came without a descriptor: pass the userfaultfd as SCM_RIGHTS with it')
+    const passed = inspectFd(uffd)
+    if (passed.kind !== UFFD_KIND) {
+      closeQuietly(uffd)
+      throw new FaultlineError('ERR_PEER', `faultline serve: the descriptor passed is not a userfaultfd but ${passed.kind}: pass the one the range is registered on`)
+    }
     try {
+      if (hello.writeBack && passed.features !== undefined && (passed.features & FEATURE_BITS.PAGEFAULT_FLAG_WP) === 0) {
+        throw new FaultlineError('ERR_PEER', 'faultline serve: write_back needs a userfaultfd with write-protect faults: enable UFFD_FEATURE_PAGEFAULT_FLAG_WP in UFFDIO_API and register the range with UFFDIO_REGISTER_MODE_WP')
+      }
+      if (hello.writeBack && passed.features !== undefined && (passed.features & FEATURE_BITS.WP_ASYNC) !== 0) {
+        throw new FaultlineError('ERR_PEER', 'faultline serve: write_back cannot track a userfaultfd with UFFD_FEATURE_WP_ASYNC (its writes raise no fault): leave that feature off')
+      }
       if (hello.mappings.length !== 1) {
         throw new FaultlineError('ERR_PEER', `faultline serve: ${hello.mappings.length} mappings on one userfaultfd are not served yet: attach each range with a userfaultfd of its own`)
       }
@@ -174,12 +186,18 @@ export class FaultlineServer {
 
   /** Faults of a refused peer get SIGBUS until it exits (see RefusedPeer). */
   private keepRefused(uffd: number, pid: number): void {
-    if (!processAlive(pid) || this.closing !== undefined) {
+    // Anything but a userfaultfd cannot be poisoned (nor watched): just close it.
+    if (!processAlive(pid) || this.closing !== undefined || inspectFd(uffd).kind !== UFFD_KIND) {
       closeQuietly(uffd)
       return
     }
-    const r = new RefusedPeer(uffd, pid, () => this.refusedPeers.delete(r))
-    this.refusedPeers.add(r)
+    try {
+      const r = new RefusedPeer(uffd, pid, () => this.refusedPeers.delete(r))
+      this.refusedPeers.add(r)
+    } catch (err) {
+      this.log(`refused process ${pid}: its userfaultfd cannot be watched (${(err as Error).message}); closed`)
+      closeQuietly(uffd)
+    }
   }
 
   /** Peers attached or refused but still running: stopping the server now would leave their missing pages reading as zeros. */
@@ -189,14 +207,16 @@ export class FaultlineServer {
 
   /** The peer closed its socket: serve it until its process has exited. */
   private whenGone(session: PeerSession): void {
+    // retire() logs its own failure; nobody else is waiting for it.
+    const retireGone = (): void => void this.retire(session, true).catch(() => undefined)
     if (!processAlive(session.peer.pid)) {
-      void this.retire(session, true)
+      retireGone()
       return
     }
     const timer = setInterval(() => {
       if (processAlive(session.peer.pid) && this.closing === undefined) return
       clearInterval(timer)
-      void this.retire(session, true)
+      retireGone()
     }, EXIT_CHECK_MS)
   }
 
