@@ -41,6 +41,13 @@ describe('faultline serve, Firecracker peers', () => {
     expect(r.lines[1]?.sha256).toBe(sha256Of(image, 4096, 4 * 2 ** 20))
   })
 
+  it('two mappings on one userfaultfd (memory on both sides of the 32-bit gap) are each served from their offset', async () => {
+    const size = 2 * 2 ** 20
+    const r = await peer(String(size), '65536', 'two')
+    expect(r.stderr).toBe('')
+    expect(r.lines[1]?.sha256).toEqual([sha256Of(image, 65536, size), sha256Of(image, 65536 + 2 * size, size)])
+  })
+
   it('a range given back with MADV_DONTNEED (UFFD_EVENT_REMOVE, the balloon) reads as zeros afterwards', async () => {
     const r = await peer(String(SIZE), '0', 'remove')
     expect(r.code).toBe(0)
@@ -54,7 +61,7 @@ describe('faultline serve, Firecracker peers', () => {
   it('a fault outside the declared range gets SIGBUS, and the server goes on serving others', async () => {
     const r = await peer(String(4 * 2 ** 20), '0', 'outside')
     expect(r.signal).toBe('SIGBUS')
-    expect(server.log()).toMatch(/outside the range it attached .*answered with SIGBUS/)
+    expect(server.log()).toMatch(/outside the ranges it attached .*answered with SIGBUS/)
     const next = await peer(String(2 ** 20), '0', 'sha256')
     expect(next.lines[1]?.sha256).toBe(sha256Of(image, 0, 2 ** 20))
   })

@@ -13,6 +13,9 @@ usage: firecracker_peer.py SOCKET SIZE OFFSET MODE [FIELDS]
        outside  register SIZE + 1 MiB but declare SIZE, then touch past SIZE
                 (a misbehaving peer: the handler must answer with SIGBUS)
        notuffd  send an open regular file instead of the userfaultfd, print the reply
+       two      two mappings on one userfaultfd, as Firecracker sends for memory on both
+                sides of the 32-bit gap: SIZE bytes at OFFSET, then SIZE bytes at
+                OFFSET + 2 * SIZE, in two separate mmaps; print {"sha256": [first, second]}
        wbnowp   ask for write_back on a userfaultfd without write-protect, then touch
   FIELDS  both (default: page_size and the deprecated page_size_kib, both in
           bytes, as Firecracker v1.x sends them) | kib (only page_size_kib)
@@ -61,10 +64,20 @@ def main():
     address = ctypes.addressof(ctypes.c_char.from_buffer(mem))
     uffd = userfaultfd()
     register(uffd, address, size + extra)
-    mapping = {"base_host_virt_addr": address, "size": size, "offset": offset}
-    if fields == "both":
-        mapping["page_size"] = mmap.PAGESIZE
-    mapping["page_size_kib"] = mmap.PAGESIZE  # bytes, despite the name
+    def describe(base, length, at):
+        m = {"base_host_virt_addr": base, "size": length, "offset": at}
+        if fields == "both":
+            m["page_size"] = mmap.PAGESIZE
+        m["page_size_kib"] = mmap.PAGESIZE  # bytes, despite the name
+        return m
+
+    mapping = describe(address, size, offset)
+    mappings = [mapping]
+    if mode == "two":
+        mem2 = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        address2 = ctypes.addressof(ctypes.c_char.from_buffer(mem2))
+        register(uffd, address2, size)
+        mappings.append(describe(address2, size, offset + 2 * size))
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(sock_path)
     if mode == "notuffd":
@@ -72,7 +85,7 @@ def main():
             socket.send_fds(conn, [json.dumps([mapping]).encode()], [f.fileno()])
         print(conn.recv(4096).decode().strip(), flush=True)
         return
-    message = {"mappings": [mapping], "write_back": True} if mode == "wbnowp" else [mapping]
+    message = {"mappings": mappings, "write_back": True} if mode == "wbnowp" else mappings
     socket.send_fds(conn, [json.dumps(message).encode()], [uffd])
     os.close(uffd)
     print(json.dumps({"attached": True}), flush=True)
@@ -86,6 +99,10 @@ def main():
         mem.madvise(mmap.MADV_DONTNEED, half, size - half)
         zero = mem[half:size] == bytes(size - half)
         print(json.dumps({"sha256": first, "removedZero": zero, "sha256After": hashlib.sha256(mem[:size]).hexdigest()}))
+    elif mode == "two":
+        # The second mapping first: its pages come from further into the file.
+        second = hashlib.sha256(mem2[:size]).hexdigest()
+        print(json.dumps({"sha256": [hashlib.sha256(mem[:size]).hexdigest(), second]}))
     elif mode == "wbnowp":
         mem[0]  # refused: the handler answers with SIGBUS
         print(json.dumps({"wbnowp": "returned"}))

@@ -33,6 +33,12 @@ export interface PagerConfig {
   fillUnit: number
   /** Backed by hugetlb pages: no UFFDIO_ZEROPAGE there, absent pages are copies of zeros. */
   hugetlb: boolean
+  /**
+   * Where page `page` really is, when the pages are not one run from
+   * `address` (a peer's several ranges, see peer.ts PeerLayout); messages
+   * then carry addresses in the run.
+   */
+  addressOf?: ((page: number) => number) | undefined
   maxBatchPages: number
   /** Most pages the backend takes in one read (readahead parts grow up to it). */
   maxPartPages: number
@@ -851,6 +857,7 @@ export class Pager {
   }
 
   private pageAddress(page: number): number {
+    if (this.config.addressOf !== undefined) return this.config.addressOf(page)
     return this.config.address + page * this.config.pageSize
   }
 

@@ -15,13 +15,93 @@ export interface PeerAttach {
   /** The peer's userfaultfd, received over the socket; this thread owns it. */
   uffd: number
   pid: number
-  /** Start of the range in the peer's address space. */
+  /** Start of the range in the peer's address space (of the first, when there are several). */
   address: number
+  /** Bytes of all its ranges. */
   size: number
   /** Byte offset of the range's first page in the backend object (a multiple of the page size). */
   offset: number
   /** The peer registered write-protect too and wants its writes stored. */
   writeBack: boolean
+  /**
+   * Set when the peer attached several ranges on this descriptor (a
+   * Firecracker VM with memory above and below the 32-bit gap): the pager
+   * serves them as one run of pages, range after range (see PeerLayout).
+   */
+  ranges?: PeerRange[] | undefined
+}
+
+export interface PeerRange {
+  address: number
+  size: number
+  offset: number
+}
+
+/**
+ * A peer's ranges as one run of pages for the pager: page p of range k is
+ * page firstPage[k] + p. Addresses in messages are rewritten to that run
+ * (based at the first range's address), installs go back to the real one.
+ */
+export class PeerLayout {
+  readonly ranges: readonly PeerRange[]
+  private readonly firstPage: number[] = []
+
+  constructor(
+    peer: PeerAttach,
+    private readonly pageSize: number,
+  ) {
+    this.ranges = peer.ranges ?? [{ address: peer.address, size: peer.size, offset: peer.offset }]
+    let first = 0
+    for (const r of this.ranges) {
+      this.firstPage.push(first)
+      first += r.size / pageSize
+    }
+  }
+
+  get several(): boolean {
+    return this.ranges.length > 1
+  }
+
+  /** The address in the pager's run for a real one, or undefined outside every range. */
+  toRun(address: number): number | undefined {
+    for (const [k, r] of this.ranges.entries()) {
+      if (address >= r.address && address < r.address + r.size) return this.ranges[0]!.address + this.firstPage[k]! * this.pageSize + (address - r.address)
+    }
+    return undefined
+  }
+
+  /** The real address of page `page` of the run. */
+  addressOf(page: number): number {
+    const k = this.rangeOf(page)
+    return this.ranges[k]!.address + (page - this.firstPage[k]!) * this.pageSize
+  }
+
+  /** The backend object's page for page `page` of the run. */
+  objectPage(page: number): number {
+    const k = this.rangeOf(page)
+    return this.ranges[k]!.offset / this.pageSize + (page - this.firstPage[k]!)
+  }
+
+  /** Pages of the run [first, end) a real byte range [start, end) touches, and whether each is covered whole. */
+  *pagesIn(start: number, end: number): Generator<{ page: number; whole: boolean }> {
+    for (const [k, r] of this.ranges.entries()) {
+      const a = Math.max(start, r.address) - r.address
+      const b = Math.min(end, r.address + r.size) - r.address
+      for (let p = Math.floor(a / this.pageSize); p * this.pageSize < b; p++) {
+        yield { page: this.firstPage[k]! + p, whole: p * this.pageSize >= a && (p + 1) * this.pageSize <= b }
+      }
+    }
+  }
+
+  describe(): string {
+    return this.ranges.map((r) => `[0x${r.address.toString(16)}, 0x${(r.address + r.size).toString(16)})`).join(', ')
+  }
+
+  private rangeOf(page: number): number {
+    let k = this.firstPage.length - 1
+    while (k > 0 && this.firstPage[k]! > page) k--
+    return k
+  }
 }
 
 /**
@@ -57,25 +137,28 @@ export class PeerMemory {
 }
 
 /**
- * The backend seen from a range whose first page is page `first` of the
- * object. Pages the peer gave back (UFFD_EVENT_REMOVE, e.g. a balloon
- * inflating) read as zeros from then on, as Firecracker's handlers do.
+ * The backend seen from a peer's run of pages: page p is the object's page
+ * `layout.objectPage(p)`. Pages the peer gave back (UFFD_EVENT_REMOVE, e.g.
+ * a balloon inflating) read as zeros from then on, as Firecracker's
+ * handlers do.
  */
-export function offsetBackend(backend: Backend, first: number, pageSize: number, removed: PageSet): Backend {
-  const shift = (indexes: readonly number[]): number[] => indexes.map((p) => p + first)
+export function offsetBackend(backend: Backend, layout: PeerLayout, pageSize: number, removed: PageSet): Backend {
+  const shift = (indexes: readonly number[]): number[] => indexes.map((p) => layout.objectPage(p))
+  const first = layout.objectPage(0)
   const size = backend.info.size === undefined ? undefined : Math.max(0, backend.info.size - first * pageSize)
   const shifted: Backend = {
     info: { ...backend.info, size },
-    isAbsent: (p) => removed.has(p) || (backend.isAbsent?.(p + first) ?? false),
+    isAbsent: (p) => removed.has(p) || (backend.isAbsent?.(layout.objectPage(p)) ?? false),
     read: (indexes) => backend.read(shift(indexes)),
     close: () => backend.close(),
   }
   if (backend.readSync !== undefined) shifted.readSync = (indexes) => backend.readSync!(shift(indexes))
   if (backend.recycle !== undefined) shifted.recycle = (data) => backend.recycle!(data)
-  if (backend.write !== undefined) shifted.write = (pages) => backend.write!(pages.map((w) => ({ index: w.index + first, data: w.data })))
+  if (backend.write !== undefined) shifted.write = (pages) => backend.write!(pages.map((w) => ({ index: layout.objectPage(w.index), data: w.data })))
   if (backend.sync !== undefined) shifted.sync = () => backend.sync!()
-  // The native watcher drops file sources at the first REMOVE it reads, so removed pages still read as zeros.
-  if (backend.filePages !== undefined) {
+  // One range only: the native watcher reads a file at one offset. It drops its file sources at the
+  // first REMOVE it reads, so removed pages still read as zeros.
+  if (backend.filePages !== undefined && !layout.several) {
     shifted.filePages = () => {
       const f = backend.filePages!()
       return f === undefined ? undefined : { fd: f.fd, length: f.length, offset: (f.offset ?? 0) + first * pageSize }
@@ -129,27 +212,29 @@ export interface PeerScreen {
  * MADV_DONTNEED) forgets every page it touches and makes the pages it covers
  * read as zeros. Returns the messages left, in place.
  */
-export function screenPeerMessages(peer: PeerAttach, pageSize: number, count: number, messages: Float64Array, screen: PeerScreen): number {
+export function screenPeerMessages(peer: PeerAttach, layout: PeerLayout, count: number, messages: Float64Array, screen: PeerScreen): number {
   let kept = 0
   for (let m = 0; m < count; m++) {
     const event = messages[m * 4]!
     const a = messages[m * 4 + 1]!
     const b = messages[m * 4 + 2]!
     if (event === constants.UFFD_EVENT_REMOVE) {
-      // [event, start, end], clipped to the range.
-      const start = Math.max(a, peer.address) - peer.address
-      const end = Math.min(b, peer.address + peer.size) - peer.address
+      // [event, start, end]: every page it touches is forgotten, those it covers read as zeros.
       screen.onRemove()
-      for (let p = Math.floor(start / pageSize); p * pageSize < end; p++) {
-        if (p * pageSize >= start && (p + 1) * pageSize <= end) screen.removed.add(p)
-        screen.forget(p)
+      for (const { page, whole } of layout.pagesIn(a, b)) {
+        if (whole) screen.removed.add(page)
+        screen.forget(page)
       }
       continue
     }
-    if ((event === constants.UFFD_EVENT_PAGEFAULT || event === constants.WATCH_SERVED) && (b < peer.address || b >= peer.address + peer.size)) {
-      screen.warn(`faultline serve: process ${peer.pid} faulted at 0x${b.toString(16)}, outside the range it attached [0x${peer.address.toString(16)}, 0x${(peer.address + peer.size).toString(16)}): answered with SIGBUS`)
-      poisonFault(peer.uffd, b)
-      continue
+    if (event === constants.UFFD_EVENT_PAGEFAULT || event === constants.WATCH_SERVED) {
+      const run = layout.toRun(b)
+      if (run === undefined) {
+        screen.warn(`faultline serve: process ${peer.pid} faulted at 0x${b.toString(16)}, outside the ranges it attached ${layout.describe()}: answered with SIGBUS`)
+        poisonFault(peer.uffd, b)
+        continue
+      }
+      messages[m * 4 + 2] = run
     }
     if (kept !== m) for (let k = 0; k < 4; k++) messages[kept * 4 + k] = messages[m * 4 + k]!
     kept++

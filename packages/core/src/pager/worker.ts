@@ -21,7 +21,7 @@ import { PoolMember, ResidentPool } from '../pool.js'
 import { ViewSet } from '../views.js'
 import { checkHugeFeatures, mapHuge } from './huge.js'
 import type { PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
-import { offsetBackend, PeerMemory, screenPeerMessages, type PeerAttach } from './peer.js'
+import { offsetBackend, PeerLayout, PeerMemory, screenPeerMessages, type PeerAttach, type PeerRange } from './peer.js'
 import { PageSet } from './pageset.js'
 import { SharedSegment } from '../shared/segment.js'
 
@@ -49,13 +49,17 @@ async function start(): Promise<void> {
   try {
     backend = peer === undefined ? await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' }) : await openForPeer(peer)
     // A peer's range starts at its offset into the object; pages it gives back read as zeros.
+    let layout: PeerLayout | undefined
     const removed = new PageSet(peer === undefined ? 0 : peer.size / options.pageSize)
     if (peer !== undefined) {
       const end = backend.info.size
-      if (end !== undefined && peer.offset >= end) {
-        throw new FaultlineError('ERR_GEOMETRY', `faultline serve: the range's offset ${peer.offset} is at or past the end of ${backend.info.name} (${end} bytes)`, { option: 'offset' })
+      for (const r of peer.ranges ?? [peer]) {
+        if (end !== undefined && r.offset >= end) {
+          throw new FaultlineError('ERR_GEOMETRY', `faultline serve: the range's offset ${r.offset} is at or past the end of ${backend.info.name} (${end} bytes)`, { option: 'offset' })
+        }
       }
-      backend = offsetBackend(backend, peer.offset / options.pageSize, options.pageSize, removed)
+      layout = new PeerLayout(peer, options.pageSize)
+      backend = offsetBackend(backend, layout, options.pageSize, removed)
     }
     const readOnly = options.access === 'read-only' || backend.info.readOnly
     if (options.access === 'read-write' && backend.info.readOnly) {
@@ -98,7 +102,8 @@ async function start(): Promise<void> {
     const fillUnit = huge === 0 ? systemPageSize : huge
     if (peer === undefined) native.uffdRegister(fd, address, size, registerModeBits({ missing: true, wp: tracking !== 'none' }))
     const stats = new StatsWriter(statsBuffer)
-    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, fillUnit, hugetlb: huge !== 0, maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
+    const several = layout?.several === true ? layout : undefined
+    const pager = new Pager({ fd, address, size, pageSize: options.pageSize, fillUnit, hugetlb: huge !== 0, addressOf: several === undefined ? undefined : (p) => several.addressOf(p), maxBatchPages: Math.min(options.maxBatchPages, backend.info.maxBatchPages ?? Infinity), maxPartPages: backend.info.maxBatchPages ?? MAX_PART_PAGES, fetchTimeoutMs: options.fetchTimeoutMs, readaheadPages: readaheadPages(options, backend.info.readaheadBytes) }, backend, stats, post)
     pager.shared = segment
     if (segment !== undefined) {
       const attached = segment
@@ -117,7 +122,7 @@ async function start(): Promise<void> {
     const served = peer
     const onMessages = served === undefined
       ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
-      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, options.pageSize, count, messages, screen), messages)
+      : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, layout!, count, messages, screen), messages)
     const screen = { removed, forget: (p: number) => pager.forgetPage(p), onRemove: () => watcher?.dropFileSources(), warn: (m: string) => writeSync(2, `${m}\n`) }
     watcher = native.watch(fd, WATCH_CAPACITY, onMessages, fillUnit)
     if (peer !== undefined) pager.onBusy = () => drainQueued(fd, onMessages)
@@ -125,16 +130,19 @@ async function start(): Promise<void> {
       installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results), fillUnit)
       pager.installer = installer
     }
-    serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
+    // The native watcher knows one run of addresses: a peer's several ranges are all served in JS.
+    if (several === undefined) serveNatively(watcher, pager, backend, stats, { address, size, pageSize: options.pageSize })
+    // The poisoners act on real addresses: the span of every range.
+    const span = several === undefined ? { address, size } : spanOf(several.ranges)
     // If this thread dies of a bug, faults get SIGBUS instead of hanging (armed
     // only then: a thread torn down by process exit is not a dead pager).
     const guarded = watcher
-    armAbandonGuard = () => guarded.poisonOnAbandon(address, size)
+    armAbandonGuard = () => guarded.poisonOnAbandon(span.address, span.size)
     if (Number.isFinite(options.fetchTimeoutMs)) {
       // Past the fetch deadline a waiting fault gets SIGBUS anyway; the floor
       // keeps a loaded machine's pauses from looking like a stuck thread.
       const stallMs = Math.max(options.fetchTimeoutMs, WATCHDOG_FLOOR_MS)
-      watcher.armWatchdog(address, size, stallMs)
+      watcher.armWatchdog(span.address, span.size, stallMs)
       pager.watchdog = { stallMs, drainTakeover: (out) => guarded.drainTakeover(out) }
       if (pager.writeBack !== undefined) pager.writeBack.beforeCollect = () => pager.absorbTakeoverWrites()
     }
@@ -314,8 +322,14 @@ async function openForPeer(p: PeerAttach): Promise<Backend> {
     return await createBackend(options.backend, { ...context, size: undefined })
   } catch (err) {
     if (!(err instanceof FaultlineError && err.code === 'ERR_GEOMETRY' && err.option === 'size')) throw err
-    return createBackend(options.backend, { ...context, size: p.offset + p.size })
+    return createBackend(options.backend, { ...context, size: Math.max(...(p.ranges ?? [p]).map((r) => r.offset + r.size)) })
   }
+}
+
+/** The smallest range of addresses holding every one of a peer's ranges. */
+function spanOf(ranges: readonly PeerRange[]): { address: number; size: number } {
+  const start = Math.min(...ranges.map((r) => r.address))
+  return { address: start, size: Math.max(...ranges.map((r) => r.address + r.size)) - start }
 }
 
 /** A peer's range is what it declared; past the object's end it reads as zeros. */

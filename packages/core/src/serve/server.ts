@@ -164,18 +164,24 @@ export class FaultlineServer {
       if (hello.writeBack && passed.features !== undefined && (passed.features & FEATURE_BITS.WP_ASYNC) !== 0) {
         throw new FaultlineError('ERR_PEER', 'faultline serve: write_back cannot track a userfaultfd with UFFD_FEATURE_WP_ASYNC (its writes raise no fault): leave that feature off')
       }
-      if (hello.mappings.length !== 1) {
-        throw new FaultlineError('ERR_PEER', `faultline serve: ${hello.mappings.length} mappings on one userfaultfd are not served yet: attach each range with a userfaultfd of its own`)
+      const several = hello.mappings.length > 1
+      if (several && hello.writeBack) {
+        throw new FaultlineError('ERR_PEER', `faultline serve: write_back is served for one mapping per userfaultfd; ${hello.mappings.length} came: attach each written range with a userfaultfd of its own`)
       }
       const m = hello.mappings[0]!
-      const pageSize = servedPageSize(m, this.base.pageSize, constants.SYSTEM_PAGE_SIZE!)
-      const options: NormalizedOptions = { ...this.base, pageSize, size: m.size, access: hello.writeBack ? 'read-write' : 'read-only', maxBatchPages: Math.min(this.base.maxBatchPages, Math.floor((1 << 20) / pageSize) || 1) }
+      // One page size for all of them: the preferred one only if every range is aligned to it.
+      const sizes = hello.mappings.map((r) => servedPageSize(r, this.base.pageSize, constants.SYSTEM_PAGE_SIZE!))
+      const pageSize = Math.min(...sizes)
+      const total = hello.mappings.reduce((sum, r) => sum + r.size, 0)
+      const options: NormalizedOptions = { ...this.base, pageSize, size: total, access: hello.writeBack ? 'read-write' : 'read-only', maxBatchPages: Math.min(this.base.maxBatchPages, Math.floor((1 << 20) / pageSize) || 1) }
       const id = this.nextId++
       const onEvent = (e: PagerEvent): void => this.log(`peer ${id} (process ${pid}): ${e.type}: ${e.message}`)
-      const session = await PeerSession.start(id, options, { uffd, pid, address: m.address, size: m.size, offset: m.offset, writeBack: hello.writeBack }, onEvent)
+      const ranges = several ? hello.mappings.map((r) => ({ address: r.address, size: r.size, offset: r.offset })) : undefined
+      const session = await PeerSession.start(id, options, { uffd, pid, address: m.address, size: total, offset: m.offset, writeBack: hello.writeBack, ranges }, onEvent)
       this.sessions.set(id, session)
       this.attached++
-      this.log(`peer ${id}: process ${pid} attached 0x${m.address.toString(16)} + ${m.size} bytes at offset ${m.offset}${hello.writeBack ? ', write-back' : ''}`)
+      const what = hello.mappings.map((r) => `0x${r.address.toString(16)} + ${r.size} bytes at offset ${r.offset}`).join(', ')
+      this.log(`peer ${id}: process ${pid} attached ${what}${hello.writeBack ? ', write-back' : ''}`)
       return session
     } catch (err) {
       // A pager thread that failed to start leaves the descriptor to us.
