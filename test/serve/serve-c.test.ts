@@ -16,7 +16,7 @@ import { buildC, type CArtifacts } from '../../scripts/build-c.mjs'
 import { tempDir } from '../helpers/tmp.js'
 import { writePatternFile } from '../helpers/dataset.js'
 import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
-import { cli, openFds, runPeer, startServer, status, type RunningServer } from './serve-helpers.js'
+import { cli, openFds, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
 
 const GiB = 2 ** 30
 const MiB = 2 ** 20
@@ -30,21 +30,6 @@ const redisSpec = standaloneSpec(namespace)
 const redisUrl = redisSpec.url as string
 let fileServer: RunningServer
 let redisServer: RunningServer
-
-function sliceSha(path: string, offset: number, length: number): string {
-  const fd = openSync(path, 'r')
-  const hash = createHash('sha256')
-  const buf = Buffer.alloc(8 * MiB)
-  try {
-    for (let at = 0; at < length; at += buf.length) {
-      const n = readSync(fd, buf, 0, Math.min(buf.length, length - at), offset + at)
-      hash.update(buf.subarray(0, n))
-    }
-  } finally {
-    closeSync(fd)
-  }
-  return hash.digest('hex')
-}
 
 beforeAll(async () => {
   bin = buildC(join(dir, 'bin'))
@@ -114,7 +99,7 @@ describe('faultline serve, C peers', () => {
     })
     expect(r.stderr).toBe('')
     expect(r.lines.find((l) => l.mode === 'seq')?.threads).toBe(4)
-    expect(r.lines.find((l) => 'sha256_after' in l)?.sha256_after).toBe(sliceSha(image, 0, size))
+    expect(r.lines.find((l) => 'sha256_after' in l)?.sha256_after).toBe(sha256Of(image, 0, size))
     expect(duplicates).toBeGreaterThan(0)
     // Each page once from the backend, however many threads faulted on it.
     expect(fetched).toBe(size)
@@ -134,7 +119,7 @@ describe('faultline serve, C peers', () => {
     expect(results[2]!.signal, JSON.stringify(results[2])).toBe('SIGKILL')
     for (const k of [0, 1, 3]) {
       expect(results[k]!.stderr).toBe('')
-      expect(results[k]!.lines.at(-1)?.sha256).toBe(sliceSha(image, k * size, size))
+      expect(results[k]!.lines.at(-1)?.sha256).toBe(sha256Of(image, k * size, size))
     }
     let s = await status(redisServer.socket)
     for (let i = 0; i < 50 && s.peers.length > 0; i++) {
@@ -222,7 +207,7 @@ describe('faultline serve, C peers', () => {
       server.process.kill('SIGTERM')
       setTimeout(() => (aliveAfterSignal = server.process.exitCode === null), 500)
     })
-    expect(r.lines.at(-1)?.sha256).toBe(sliceSha(image, 0, 128 * MiB))
+    expect(r.lines.at(-1)?.sha256).toBe(sha256Of(image, 0, 128 * MiB))
     expect(aliveAfterSignal).toBe(true)
     expect(await server.stop()).toBe(0)
     expect(server.log()).toMatch(/still running would read zeros for pages not served yet; waiting/)

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { closeSync, openSync, readdirSync, readSync } from 'node:fs'
 import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 
@@ -117,8 +117,20 @@ export function rawHello(socket: string, text: string): Promise<Record<string, u
   })
 }
 
+/** SHA-256 of `length` bytes of the file at `offset`, read 8 MiB at a time (the objects go up to 1 GiB). */
 export function sha256Of(path: string, offset: number, length: number): string {
-  return createHash('sha256').update(readFileSync(path).subarray(offset, offset + length)).digest('hex')
+  const fd = openSync(path, 'r')
+  const hash = createHash('sha256')
+  const buf = Buffer.alloc(8 * 2 ** 20)
+  try {
+    for (let at = 0; at < length; at += buf.length) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, length - at), offset + at)
+      hash.update(buf.subarray(0, n))
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return hash.digest('hex')
 }
 
 export function openFds(pid: number): number {

@@ -120,10 +120,10 @@ async function start(): Promise<void> {
       )
     }
     const served = peer
+    const screen = { removed, forget: (p: number) => pager.forgetPage(p), onRemove: () => watcher?.dropFileSources(), warn: (m: string) => writeSync(2, `${m}\n`) }
     const onMessages = served === undefined
       ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
       : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, layout!, count, messages, screen), messages)
-    const screen = { removed, forget: (p: number) => pager.forgetPage(p), onRemove: () => watcher?.dropFileSources(), warn: (m: string) => writeSync(2, `${m}\n`) }
     watcher = native.watch(fd, WATCH_CAPACITY, onMessages, fillUnit)
     if (peer !== undefined) pager.onBusy = () => drainQueued(fd, onMessages)
     if (backend.info.freshReadBuffers === true) {
@@ -306,10 +306,13 @@ function pagesOf(range: { offset: number; length: number }): [number, number] {
  * page being installed as its range is removed may get the backend's bytes.)
  */
 function drainQueued(fd: number, onMessages: (count: number, messages: Float64Array) => void): void {
-  const out = new Float64Array(WATCH_CAPACITY * 4)
-  const n = native.uffdRead(fd, out)
-  if (n > 0) setImmediate(() => onMessages(n, out))
+  // Called on every EAGAIN of a retry loop: read into one buffer, copy out only what came.
+  const n = native.uffdRead(fd, drained)
+  if (n <= 0) return
+  const messages = drained.slice(0, n * 4)
+  setImmediate(() => onMessages(n, messages))
 }
+const drained = new Float64Array(WATCH_CAPACITY * 4)
 
 /**
  * A peer's range is a window on the whole object: the backend opens at the

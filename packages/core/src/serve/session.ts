@@ -2,7 +2,7 @@
  * One attached peer range, served by a pager thread of its own: a peer that
  * misbehaves (or a backend that fails under it) takes down only its thread.
  */
-import { readFileSync } from 'node:fs'
+import { processStartTime } from '../proc.js'
 import { native } from '@faultline/native'
 import type { NormalizedOptions } from '../options.js'
 import { PagerHost } from '../pager/host.js'
@@ -79,18 +79,9 @@ export class PeerSession {
   }
 }
 
-/**
- * Whether the process is still running (a zombie's memory is gone already).
- * Reads /proc, not kill(pid, 0): a zombie answers kill.
- */
+/** Whether the process is still running (not gone, not a zombie). */
 export function processAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    return false
-  }
+  return processStartTime(pid) !== undefined
 }
 
 /** Closes a received descriptor nobody will own. */

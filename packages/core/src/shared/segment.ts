@@ -11,7 +11,8 @@
  * pid and start time); a dead process's slot is freed, and its claims reset,
  * when the next process attaches. The last to leave unlinks both files.
  */
-import { closeSync, fstatSync, statfsSync, ftruncateSync, openSync, readFileSync, statSync, unlinkSync, constants as fsConstants } from 'node:fs'
+import { processStartTime } from '../proc.js'
+import { closeSync, fstatSync, statfsSync, ftruncateSync, openSync, statSync, unlinkSync, constants as fsConstants } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { native } from '@faultline/native'
@@ -334,15 +335,7 @@ class Liveness {
   /** The process's start time (clock ticks, mod 2^31), or undefined when it is gone or a zombie. */
   startOf(pid: number): number | undefined {
     if (this.seen.has(pid)) return this.seen.get(pid)
-    let start: number | undefined
-    try {
-      const text = readFileSync(`/proc/${pid}/stat`, 'latin1')
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
-      // fields[0] is the state (field 3 of proc(5)); fields[19] the start time (field 22).
-      if (fields[0] !== 'Z' && fields[0] !== 'X') start = Number(BigInt(fields[19]!) % 2147483648n)
-    } catch {
-      start = undefined
-    }
+    const start = processStartTime(pid)
     this.seen.set(pid, start)
     return start
   }
