@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tempDir } from '../helpers/tmp.js'
-import { firecrackerPeer, openFds, rawHello, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
+import { expectFdsBackTo, firecrackerPeer, openFds, rawHello, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
 
 const dir = tempDir()
 const image = join(dir, 'memory.img')
@@ -127,6 +127,6 @@ describe('faultline serve, Firecracker peers', () => {
     }
     expect(s.peers).toEqual([])
     expect(s.attached).toBeGreaterThanOrEqual(4)
-    expect(openFds(serverPid)).toBeLessThanOrEqual(fdsBefore)
+    await expectFdsBackTo(serverPid, fdsBefore)
   })
 })

@@ -16,7 +16,7 @@ import { buildC, type CArtifacts } from '../../scripts/build-c.mjs'
 import { tempDir } from '../helpers/tmp.js'
 import { writePatternFile } from '../helpers/dataset.js'
 import { dropNamespace, standaloneClient, standaloneSpec, uniqueNamespace } from '../helpers/redis.js'
-import { cli, openFds, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
+import { cli, expectFdsBackTo, openFds, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
 
 const GiB = 2 ** 30
 const MiB = 2 ** 20
@@ -127,7 +127,7 @@ describe('faultline serve, C peers', () => {
       s = await status(redisServer.socket)
     }
     expect(s.peers).toEqual([])
-    expect(openFds(serverPid)).toBeLessThanOrEqual(fdsBefore)
+    await expectFdsBackTo(serverPid, fdsBefore)
     expect(redisServer.log()).toMatch(/exited/)
   }, 120_000)
 

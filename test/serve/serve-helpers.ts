@@ -2,9 +2,10 @@
  * Running `faultline serve` as a user would (the built CLI in a child
  * process) and peers against it.
  */
+import { expect } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { closeSync, openSync, readdirSync, readSync } from 'node:fs'
+import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs'
 import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 
@@ -133,6 +134,35 @@ export function sha256Of(path: string, offset: number, length: number): string {
   return hash.digest('hex')
 }
 
-export function openFds(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length
+/** What each open descriptor of `pid` points at, e.g. `socket:[123]`, `anon_inode:[userfaultfd]`. */
+export function openFds(pid: number): string[] {
+  const targets: string[] = []
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      targets.push(readlinkSync(`/proc/${pid}/fd/${fd}`))
+    } catch {
+      // Closed between the listing and the read.
+    }
+  }
+  return targets
+}
+
+/**
+ * Waits (up to `ms`) until `pid` holds no more descriptors than it did in `before`, and
+ * fails naming the ones it kept. Closing a peer's worker and sockets finishes a little
+ * after the peer leaves the status list, so one reading right away can count one too many.
+ */
+export async function expectFdsBackTo(pid: number, before: string[], ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  let now = openFds(pid)
+  while (now.length > before.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+    now = openFds(pid)
+  }
+  const kept = [...now]
+  for (const target of before) {
+    const at = kept.indexOf(target)
+    if (at >= 0) kept.splice(at, 1)
+  }
+  expect(now.length, `descriptors kept: ${kept.join(', ')}`).toBeLessThanOrEqual(before.length)
 }
