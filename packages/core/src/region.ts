@@ -52,8 +52,8 @@ export class Region extends EventEmitter<RegionEvents> {
   readonly writeTracking: WriteTrackingMode
   /**
    * The `worker_threads` id of the thread that serves this region's faults
-   * (for diagnostics). A pager thread serves one region at a time; once a
-   * region closes, its thread may serve the next region opened.
+   * (for diagnostics). Regions share pager threads (at most one per core)
+   * unless opened with `pagerThread: 'own'`.
    */
   readonly pagerThreadId: number
   private readonly views: ViewSet

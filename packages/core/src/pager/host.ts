@@ -1,5 +1,5 @@
 /** The application's side of a pager thread: start it, call it, watch it die. */
-import type { Worker } from 'node:worker_threads'
+import type { MessagePort, Worker } from 'node:worker_threads'
 import { deserializeError, FaultlineError } from '../errors.js'
 import type { NormalizedOptions } from '../options.js'
 import type { PagerEvent, PagerReady, PagerReply, PagerRequest, PagerStartData, PagerToHost } from './protocol.js'
@@ -37,7 +37,8 @@ export class PagerHost {
   private readonly detach: (reusable: boolean) => void
 
   private constructor(
-    private readonly worker: Worker,
+    worker: Worker,
+    private readonly port: MessagePort,
     readonly ready: PagerReady,
     onEvent: (event: PagerEvent) => void,
     onDeath: () => void,
@@ -55,15 +56,18 @@ export class PagerHost {
     }
     const onError = (err: Error): void => fail(`failed: ${err.message}`)
     const onExit = (code: number): void => {
+      // An open port would keep the application's loop alive for a thread that is gone.
+      port.close()
       fail(`exited (code ${code})`)
       if (!this.closed) onDeath()
       this.release()
     }
-    worker.on('message', onMessage)
+    port.on('message', onMessage)
     worker.on('error', onError)
     worker.on('exit', onExit)
     this.detach = (threadReusable) => {
-      worker.off('message', onMessage)
+      port.off('message', onMessage)
+      port.close()
       worker.off('error', onError)
       worker.off('exit', onExit)
       this.failure ??= new FaultlineError('ERR_REGION_CLOSED', 'faultline: the region is closed')
@@ -73,36 +77,42 @@ export class PagerHost {
   }
 
   /**
-   * Starts the pager of a region (or of a peer's range: `peer`). A peer's
-   * thread is not kept for reuse: `faultline serve` counts on a gone peer
-   * leaving nothing behind.
+   * Starts the pager of a region (or of a peer's range: `peer`) on a pager
+   * thread (threads.ts). A peer's thread is its own and ends with it:
+   * `faultline serve` counts on a gone peer leaving nothing behind.
    */
   static start(options: NormalizedOptions, stats: SharedArrayBuffer, onEvent: (event: PagerEvent) => void, peer?: PeerAttach): Promise<PagerHost> {
-    const worker = takeThread({ options, stats, peer })
+    const own = peer !== undefined || options.pagerThread === 'own'
+    const { worker, port } = takeThread({ options, stats, peer }, own)
     return new Promise((resolve, reject) => {
       const onMessage = (msg: PagerToHost): void => {
         if (msg.kind === 'ready') {
           cleanup()
-          resolve(new PagerHost(worker, msg, onEvent, () => leavePool(options, stats), peer === undefined))
+          resolve(new PagerHost(worker, port, msg, onEvent, () => leavePool(options, stats), !own))
         } else if (msg.kind === 'failed') {
           cleanup()
+          // The pager undid what it had opened; the thread serves its other regions.
+          port.close()
+          giveBack(worker, true)
           reject(deserializeError(msg.error))
         }
       }
       const onError = (err: Error): void => {
         cleanup()
+        port.close()
         reject(new FaultlineError('ERR_PAGER_FAILED', `faultline: the pager thread failed to start: ${err.message}`, { cause: err }))
       }
       const onExit = (code: number): void => {
         cleanup()
+        port.close()
         reject(new FaultlineError('ERR_PAGER_FAILED', `faultline: the pager thread exited during start (code ${code})`))
       }
       const cleanup = (): void => {
-        worker.off('message', onMessage)
+        port.off('message', onMessage)
         worker.off('error', onError)
         worker.off('exit', onExit)
       }
-      worker.on('message', onMessage)
+      port.on('message', onMessage)
       worker.on('error', onError)
       worker.on('exit', onExit)
     })
@@ -123,7 +133,7 @@ export class PagerHost {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { op: body.op, resolve, reject })
-      this.worker.postMessage({ id, ...body } as PagerRequest)
+      this.port.postMessage({ id, ...body } as PagerRequest)
     })
   }
 

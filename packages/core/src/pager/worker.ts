@@ -1,10 +1,12 @@
 /**
- * Entry point of a region's pager thread. Owns the backend, the mapping's
- * userfaultfd and the fault service. Its event loop is its own: the
- * application's threads may all be asleep in page faults while it runs.
+ * Entry point of a pager thread. For each region it serves it owns the
+ * backend, the mapping's userfaultfd and the fault service; a thread may
+ * serve several regions at once (see threads.ts), each over a message port
+ * of its own. Its event loop is its own: the application's threads may all
+ * be asleep in page faults while it runs.
  */
 import { writeSync } from 'node:fs'
-import { parentPort, threadId, workerData } from 'node:worker_threads'
+import { parentPort, threadId, type MessagePort } from 'node:worker_threads'
 import { native, featureNames, FEATURE_BITS, registerModeBits, systemPageSize, type Installer, type Watcher } from '@faultline/native'
 import { createBackend } from '../backend/load.js'
 import { readRange } from '../backend/read-range.js'
@@ -25,13 +27,17 @@ import { offsetBackend, PeerLayout, PeerMemory, screenPeerMessages, type PeerAtt
 import { PageSet } from './pageset.js'
 import { SharedSegment } from '../shared/segment.js'
 
-const port = parentPort!
-// One region at a time: set for each region this thread serves (a thread
-// that closed its region may be handed the next one; see host.ts).
-let options: PagerStartData['options']
-let statsBuffer: SharedArrayBuffer
-let peer: PeerAttach | undefined
-const post = (msg: PagerToHost): void => port.postMessage(msg)
+const thread = parentPort!
+
+/** What the thread must do for a region it serves if the thread dies of a bug. */
+interface Served {
+  /** Hands the uffd to the native poisoner: faults get SIGBUS instead of hanging. */
+  guard?: () => void
+  /** A shared region: resets this thread's claims, which would otherwise look alive while the process runs. */
+  abandonShared?: () => void
+}
+/** The regions this thread serves now. */
+const served = new Set<Served>()
 
 /** Messages decoded per readable event; the kernel queues one per faulting thread. */
 const WATCH_CAPACITY = 512
@@ -39,7 +45,11 @@ const WATCH_CAPACITY = 512
 /** The shortest stall the pager's watchdog takes for a stuck thread. */
 const WATCHDOG_FLOOR_MS = 5_000
 
-async function start(): Promise<void> {
+async function start(data: PagerStartData, port: MessagePort): Promise<void> {
+  const { options, stats: statsBuffer, peer } = data
+  const post = (msg: PagerToHost): void => port.postMessage(msg)
+  const me: Served = {}
+  served.add(me)
   let backend: Backend | undefined
   let fd = -1
   let watcher: Watcher | undefined
@@ -47,7 +57,7 @@ async function start(): Promise<void> {
   let address = 0
   let segment: SharedSegment | undefined
   try {
-    backend = peer === undefined ? await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' }) : await openForPeer(peer)
+    backend = peer === undefined ? await createBackend(options.backend, { pageSize: options.pageSize, size: options.size, readOnly: options.access === 'read-only' }) : await openForPeer(peer, options)
     // A peer's range starts at its offset into the object; pages it gives back read as zeros.
     let layout: PeerLayout | undefined
     const removed = new PageSet(peer === undefined ? 0 : peer.size / options.pageSize)
@@ -71,7 +81,7 @@ async function start(): Promise<void> {
     if (options.shared !== undefined && !readOnly) {
       throw new FaultlineError('ERR_INVALID_OPTION', `faultline: option \`shared\` needs access: 'read-only': ${backend.info.name} can store pages, and a cache shared between processes cannot take one process's writes`, { option: 'shared' })
     }
-    const { size, dataSize } = peerGeometry() ?? resolveGeometry(options.size, backend.info.size, options.pageSize)
+    const { size, dataSize } = peerGeometry(peer) ?? resolveGeometry(options.size, backend.info.size, options.pageSize)
     // A shared region's maxResident bounds the machine's cache (the segment's evictor), not this process's.
     if (options.shared !== undefined) {
       segment = SharedSegment.open({
@@ -107,7 +117,7 @@ async function start(): Promise<void> {
     pager.shared = segment
     if (segment !== undefined) {
       const attached = segment
-      abandonShared = () => attached.abandon()
+      me.abandonShared = () => attached.abandon()
     }
     const memory = peer === undefined ? new ViewSet(address, size, 'pager') : new PeerMemory(peer)
     if (tracking !== 'none') {
@@ -137,7 +147,7 @@ async function start(): Promise<void> {
     // If this thread dies of a bug, faults get SIGBUS instead of hanging (armed
     // only then: a thread torn down by process exit is not a dead pager).
     const guarded = watcher
-    armAbandonGuard = () => guarded.poisonOnAbandon(span.address, span.size)
+    me.guard = () => guarded.poisonOnAbandon(span.address, span.size)
     if (Number.isFinite(options.fetchTimeoutMs)) {
       // Past the fetch deadline a waiting fault gets SIGBUS anyway; the floor
       // keeps a loaded machine's pauses from looking like a stuck thread.
@@ -174,7 +184,7 @@ async function start(): Promise<void> {
       )
       return p
     }
-    serve(pager, read, async (discard) => {
+    serve(port, me, options.pageSize, pager, read, async (discard) => {
       // Write back first: if that fails the region stays fully alive and close() can be retried.
       // (A peer that is gone has no memory left to read: its unflushed writes are lost.)
       if (!discard) await pager.writeBack?.flush()
@@ -205,6 +215,7 @@ async function start(): Promise<void> {
     if (address !== 0 && peer === undefined) native.retireMapping(address)
     segment?.leave()
     await backend?.close().catch(() => undefined)
+    served.delete(me)
     post({ kind: 'failed', error: serializeError(err) })
     port.close()
   }
@@ -266,7 +277,7 @@ let endAfterClose = false
  * pages is all held markers, each copied twice before it is installed. A
  * local scan ran at 0.7–0.8 GB/s with it against 1.4–2.1 without.
  */
-function readaheadPages(o: typeof options, backendPrefers: number | undefined): number {
+function readaheadPages(o: PagerStartData['options'], backendPrefers: number | undefined): number {
   const bytes = o.readaheadBytes ?? backendPrefers ?? (o.hugePageSize === 0 ? DEFAULT_READAHEAD_BYTES : 0)
   const bound = Math.min(o.maxResident ?? Infinity, o.residentPool === undefined ? Infinity : ResidentPool.attach(o.residentPool).maxBytes)
   return Math.min(Math.floor(bytes / o.pageSize), Math.floor(bound / o.pageSize / 4))
@@ -295,8 +306,8 @@ function openUffd(features: number): ReturnType<typeof native.uffdOpen> {
 }
 
 /** First and last page a byte range of the region touches. */
-function pagesOf(range: { offset: number; length: number }): [number, number] {
-  return [Math.floor(range.offset / options.pageSize), Math.floor((range.offset + range.length - 1) / options.pageSize)]
+function pagesOf(range: { offset: number; length: number }, pageSize: number): [number, number] {
+  return [Math.floor(range.offset / pageSize), Math.floor((range.offset + range.length - 1) / pageSize)]
 }
 
 /**
@@ -319,7 +330,7 @@ const drained = new Float64Array(WATCH_CAPACITY * 4)
  * object's own size. A store that does not exist yet is created just large
  * enough for the range.
  */
-async function openForPeer(p: PeerAttach): Promise<Backend> {
+async function openForPeer(p: PeerAttach, options: PagerStartData['options']): Promise<Backend> {
   const context = { pageSize: options.pageSize, readOnly: options.access === 'read-only' }
   try {
     return await createBackend(options.backend, { ...context, size: undefined })
@@ -336,14 +347,14 @@ function spanOf(ranges: readonly PeerRange[]): { address: number; size: number }
 }
 
 /** A peer's range is what it declared; past the object's end it reads as zeros. */
-function peerGeometry(): { size: number; dataSize: number } | undefined {
+function peerGeometry(peer: PeerAttach | undefined): { size: number; dataSize: number } | undefined {
   return peer === undefined ? undefined : { size: peer.size, dataSize: peer.size }
 }
 
-function serve(pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: (discard: boolean) => Promise<void>): void {
+function serve(port: MessagePort, me: Served, pageSize: number, pager: Pager, read: (offset: number, length: number) => Promise<Uint8Array>, shutdown: (discard: boolean) => Promise<void>): void {
+  const post = (msg: PagerToHost): void => port.postMessage(msg)
   let closing: Promise<void> | undefined
-  const onRequest = (req: PagerRequest | ThreadMessage): void => {
-    if (req.op === 'start' || req.op === 'retire') return
+  const onRequest = (req: PagerRequest): void => {
     const reply = (error?: unknown): void => post(error === undefined ? { kind: 'reply', id: req.id } : { kind: 'reply', id: req.id, error: serializeError(error) })
     switch (req.op) {
       case 'read':
@@ -353,10 +364,10 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
         )
         return
       case 'prefetch':
-        pager.prefetch(...pagesOf(req)).then(() => reply(), reply)
+        pager.prefetch(...pagesOf(req, pageSize)).then(() => reply(), reply)
         return
       case 'advise':
-        pager.advise(...pagesOf(req), req.advice).then(() => reply(), reply)
+        pager.advise(...pagesOf(req, pageSize), req.advice).then(() => reply(), reply)
         return
       case 'flush':
         // Read-only regions have nothing to write: their writes are private.
@@ -366,11 +377,12 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
         closing ??= shutdown(req.discard === true)
         closing.then(
           () => {
-            // The region is gone: this thread waits for the next one, or to be retired.
+            // The region is gone: this thread serves its others, waits for the next one, or is retired.
             port.off('message', onRequest)
-            armAbandonGuard = undefined
-            abandonShared = undefined
+            served.delete(me)
             post({ kind: 'reply', id: req.id, ...(endAfterClose ? { retiring: true } : {}) })
+            port.close()
+            if (served.size > 0) return
             if (endAfterClose) process.exit(0)
             // Waiting for the next region, this thread should not hold the last one's memory.
             setImmediate(releaseMemory)
@@ -388,20 +400,17 @@ function serve(pager: Pager, read: (offset: number, length: number) => Promise<U
 
 // A bug here must not leave faulting threads asleep: say what happened (the
 // application's threads may all be asleep, so nobody else will), then end
-// the thread; the watcher's abandon guard (poisonOnAbandon) turns every
-// fault on the region into SIGBUS from then on.
-/** Set once the region is served: hands the uffd to the native poisoner if this thread dies. */
-let armAbandonGuard: (() => void) | undefined
-/** Set for a shared region: resets this thread's claims, which would otherwise look alive while the process runs. */
-let abandonShared: (() => void) | undefined
-
+// the thread; the watchers' abandon guards (poisonOnAbandon) turn every
+// fault on the thread's regions into SIGBUS from then on.
 process.on('uncaughtException', (err) => {
   try {
-    armAbandonGuard?.()
-    try {
-      abandonShared?.()
-    } catch {
-      // the others then take the claims over once this process is gone
+    for (const region of served) {
+      region.guard?.()
+      try {
+        region.abandonShared?.()
+      } catch {
+        // the others then take the claims over once this process is gone
+      }
     }
     writeSync(2, `faultline: the pager thread failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
   } finally {
@@ -414,13 +423,8 @@ function releaseMemory(): void {
   native.trimMemory()
 }
 
-/** What the host tells a thread between regions. */
-type ThreadMessage = { op: 'start'; data: PagerStartData; env: Record<string, string | undefined> } | { op: 'retire' }
-
-function begin(data: PagerStartData): void {
-  ;({ options, stats: statsBuffer, peer } = data)
-  void start()
-}
+/** What the host tells a thread: serve a region over `port`, or end once nothing is left to serve. */
+type ThreadMessage = { op: 'start'; data: PagerStartData; port: MessagePort; env: Record<string, string | undefined> } | { op: 'retire' }
 
 /** This thread's process.env, made the host's again (backends read credentials from it). */
 function takeEnv(env: Record<string, string | undefined>): void {
@@ -428,10 +432,9 @@ function takeEnv(env: Record<string, string | undefined>): void {
   for (const [key, value] of Object.entries(env)) if (value !== undefined) process.env[key] = value
 }
 
-port.on('message', (msg: PagerRequest | ThreadMessage) => {
+thread.on('message', (msg: ThreadMessage) => {
   if (msg.op === 'start') {
     takeEnv(msg.env)
-    begin(msg.data)
-  } else if (msg.op === 'retire') port.close()
+    void start(msg.data, msg.port)
+  } else if (msg.op === 'retire') thread.close()
 })
-if (workerData !== null && workerData !== undefined) begin(workerData as PagerStartData)
