@@ -9,12 +9,13 @@
  * boundary when the process is killed, and a power loss can keep part of
  * one.
  */
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync, constants as fsConstants } from 'node:fs'
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, constants as fsConstants } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import type { Backend, BackendContext, BackendInfo, BackendSpec, PageWrite } from '@faultline/contract'
 import { FaultlineError } from '@faultline/contract'
 import { Extents } from './extents.js'
 import { Journal, journalPath, readJournal, replayJournal } from './journal/journal.js'
+import { writeFully } from './journal/io.js'
 import type { JournalPages } from './journal/pages.js'
 import { optionalBoolean } from './remote/options.js'
 import { checkKnownOptions, consecutiveRuns, optionError } from './spec.js'
@@ -177,9 +178,9 @@ export class FileBackend implements Backend {
       // Into the file at sync(), once the batches of the flush are committed.
       this.journal.append(sorted)
     } else {
-      for (const { index, data } of sorted) {
-        let done = 0
-        while (done < pageSize) done += writeSync(this.fd, data, done, pageSize - done, index * pageSize + done)
+      // One writev per run of consecutive pages: a scattered flush has many short runs.
+      for (const [first, count, at] of consecutiveRuns(sorted.map((p) => p.index))) {
+        writeFully(this.fd, sorted.slice(at, at + count).map((p) => p.data), first * pageSize)
       }
     }
     for (const { index } of sorted) {
