@@ -48,6 +48,25 @@ describe('faultline serve, Firecracker peers', () => {
     expect(r.lines[1]?.sha256).toEqual([sha256Of(image, 65536, size), sha256Of(image, 65536 + 2 * size, size)])
   })
 
+  it("write-back while the balloon gives pages back: the handler's write-protect ioctls that say EAGAIN (a REMOVE event waits) are retried, every flush lands", async () => {
+    const size = 4 * 2 ** 20
+    const store = join(dir, 'wb-remove.img')
+    writeFileSync(store, Buffer.alloc(size))
+    const wb = await startServer(join(dir, 'wb-remove.sock'), `file://${store}`)
+    try {
+      const r = await runPeer('python3', [firecrackerPeer, wb.socket, String(size), '0', 'wbremove'])
+      expect(r.stderr).toBe('')
+      expect(r.code).toBe(0)
+      expect(r.lines.at(-1)).toEqual({ rounds: 40 })
+      // The last round's bytes (40) in the half that was written, all of it.
+      const bytes = readFileSync(store).subarray(0, size / 2)
+      expect(bytes.every((b) => b === 40)).toBe(true)
+    } finally {
+      expect(await wb.stop()).toBe(0)
+    }
+    expect(wb.log()).not.toMatch(/pager thread failed|EAGAIN/)
+  }, 60_000)
+
   it('a range given back with MADV_DONTNEED (UFFD_EVENT_REMOVE, the balloon) reads as zeros afterwards', async () => {
     const r = await peer(String(SIZE), '0', 'remove')
     expect(r.code).toBe(0)

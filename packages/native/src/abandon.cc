@@ -34,10 +34,16 @@ void Answer(int fd, const uffd_msg& msg, uint64_t unit, Takeover* takeover) {
       std::lock_guard<std::mutex> lock(takeover->mutex);
       takeover->written.push_back(page);
     }
-    uffdio_writeprotect wp;
-    memset(&wp, 0, sizeof wp);
-    wp.range = {page, unit};
-    ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+    for (int tries = 0; tries < 64; tries++) {
+      uffdio_writeprotect wp;
+      memset(&wp, 0, sizeof wp);
+      wp.range = {page, unit};
+      if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0 || errno != EAGAIN) return;
+    }
+    // An event (REMOVE) still waits to be read: wake the writer, which faults
+    // again, and its next message comes after the event, which this loop reads.
+    uffdio_range wake{page, unit};
+    ioctl(fd, UFFDIO_WAKE, &wake);
     return;
   }
   for (int tries = 0; tries < 64; tries++) {

@@ -172,8 +172,11 @@ export interface NativeAddon {
   /** UFFDIO_ZEROPAGE; same return convention as uffdCopy. */
   uffdZeropage(fd: number, address: number, length: number, mode: number): number
   uffdWake(fd: number, address: number, length: number): void
-  /** UFFDIO_WRITEPROTECT; mode is a combination of WRITEPROTECT_MODE_WP / _DONTWAKE. */
-  uffdWriteProtect(fd: number, address: number, length: number, mode: number): void
+  /**
+   * UFFDIO_WRITEPROTECT; mode is a combination of WRITEPROTECT_MODE_WP / _DONTWAKE.
+   * 0, or -EAGAIN while an event on the descriptor waits to be read; throws otherwise.
+   */
+  uffdWriteProtect(fd: number, address: number, length: number, mode: number): number
   /** UFFDIO_POISON; same return convention as uffdCopy. */
   uffdPoison(fd: number, address: number, length: number, mode: number): number
   /**

@@ -329,8 +329,13 @@ Napi::Value UffdWriteProtect(const Napi::CallbackInfo& info) {
   wp.range.start = addr;
   wp.range.len = len;
   wp.mode = mode;
-  if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) != 0) ThrowErrno(env, errno, "ioctl(UFFDIO_WRITEPROTECT)");
-  return env.Undefined();
+  if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) != 0) {
+    // An event (REMOVE, UNMAP) waits to be read: the caller reads it and retries.
+    if (errno == EAGAIN) return Napi::Number::New(env, -EAGAIN);
+    ThrowErrno(env, errno, "ioctl(UFFDIO_WRITEPROTECT)");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, 0);
 }
 
 Napi::Value UffdRead(const Napi::CallbackInfo& info) {

@@ -18,6 +18,7 @@ import type { PagerEvent } from './protocol.js'
 import type { WriteBack } from './writeback.js'
 import { SequentialReadahead, type ReadaheadPlan } from './readahead.js'
 import { AccessHints } from './hints.js'
+import { BusyRetry, writeProtect } from './busy.js'
 import type { Advice } from '../advice.js'
 import type { Evictor } from './eviction.js'
 import type { SecondTier } from './second-tier.js'
@@ -245,7 +246,7 @@ export class Pager {
       return
     }
     if (this.writeBack !== undefined) this.writeBack.onWriteFault(page)
-    else native.uffdWriteProtect(this.config.fd, this.pageAddress(page), this.config.pageSize, 0)
+    else writeProtect(this.config.fd, this.pageAddress(page), this.config.pageSize, false, this.onBusy)
   }
 
   private onFault(page: number, now: number, write: boolean): void {
@@ -766,8 +767,7 @@ export class Pager {
     if (data === undefined && ((mode & constants.UFFDIO_COPY_MODE_WP) !== 0 || this.config.hugetlb)) data = this.zeroPage
     if (data !== undefined && this.config.hugetlb) this.touched ^= touchSource(data)
     let done = 0
-    let spins = 0
-    let busySince: number | undefined
+    let busy: BusyRetry | undefined
     while (done < pageSize) {
       const r =
         data === undefined
@@ -779,10 +779,7 @@ export class Pager {
         native.uffdWake(fd, address + done, fillUnit)
         done += fillUnit
       } else if (r === -constants.EAGAIN) {
-        // An event (REMOVE, UNMAP) is queued unread, or the madvise that queued it has not
-        // finished: read it, and retry for up to a second of such EAGAINs.
-        this.onBusy?.()
-        if (++spins > 1000 && performance.now() - (busySince ??= performance.now()) > 1000) throw new FaultlineError('ERR_PAGER_FAILED', `faultline: installing the page at 0x${address.toString(16)} kept failing with EAGAIN for a second (the address space kept changing, or an event on the userfaultfd was never read)`)
+        ;(busy ??= new BusyRetry(this.onBusy, () => `installing the page at 0x${address.toString(16)}`)).again()
       }
     }
   }

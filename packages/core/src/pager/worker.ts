@@ -135,7 +135,10 @@ async function start(data: PagerStartData, port: MessagePort): Promise<void> {
       ? (count: number, messages: Float64Array) => pager.onMessages(count, messages)
       : (count: number, messages: Float64Array) => pager.onMessages(count < 0 ? count : screenPeerMessages(served, layout!, count, messages, screen), messages)
     watcher = native.watch(fd, WATCH_CAPACITY, onMessages, fillUnit)
-    if (peer !== undefined) pager.onBusy = () => drainQueued(fd, onMessages)
+    if (peer !== undefined) {
+      pager.onBusy = () => drainQueued(fd, onMessages)
+      if (pager.writeBack !== undefined) pager.writeBack.onBusy = pager.onBusy
+    }
     if (backend.info.freshReadBuffers === true) {
       installer = native.createInstaller(fd, (count, results) => pager.onInstallerDone(count, results), fillUnit)
       pager.installer = installer

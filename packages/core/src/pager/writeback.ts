@@ -16,8 +16,9 @@
  * With async tracking the kernel lifts protection itself and PAGEMAP_SCAN
  * reports (and re-protects, atomically) the pages written since the last scan.
  */
-import { native, constants } from '@faultline/native'
+import { constants } from '@faultline/native'
 import type { Backend, PageWrite } from '@faultline/contract'
+import { writeProtect } from './busy.js'
 import { FaultlineError } from '../errors.js'
 import type { StatsWriter, WriteTrackingMode } from '../stats.js'
 import type { ViewSet } from '../views.js'
@@ -83,7 +84,7 @@ export class WriteBack {
   onWriteFault(page: number): void {
     this.stats.add('writeFaults')
     this.markDirty(page)
-    native.uffdWriteProtect(this.config.fd, this.config.address + page * this.config.pageSize, this.config.pageSize, 0)
+    writeProtect(this.config.fd, this.config.address + page * this.config.pageSize, this.config.pageSize, false, this.onBusy)
   }
 
   private markDirty(page: number): void {
@@ -124,6 +125,9 @@ export class WriteBack {
       this.emit({ kind: 'event', type: 'writeback-error', pages: [...(err.pages ?? [])], message: err.message })
     })
   }
+
+  /** Reads a peer's queued events when a write-protect ioctl says EAGAIN (busy.ts). */
+  onBusy: (() => void) | undefined
 
   /** Called before each flush collects its pages: writes the pager learned of late (a watchdog takeover). */
   beforeCollect: (() => void) | undefined
@@ -208,7 +212,7 @@ export class WriteBack {
     const { pageSize, fd, address } = this.config
     if (this.config.mode === 'sync-wp' && chunk.length > 0) {
       const first = chunk[0]!
-      native.uffdWriteProtect(fd, address + first * pageSize, (chunk[chunk.length - 1]! - first + 1) * pageSize, constants.UFFDIO_WRITEPROTECT_MODE_WP)
+      writeProtect(fd, address + first * pageSize, (chunk[chunk.length - 1]! - first + 1) * pageSize, true, this.onBusy)
     }
     // Reused from flush to flush: fresh memory would cost a kernel fault per page.
     if (this.staging.length < chunk.length * pageSize) this.staging = new Uint8Array(chunk.length * pageSize)
