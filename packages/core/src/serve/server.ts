@@ -63,6 +63,8 @@ export class FaultlineServer {
   private readonly sessions = new Map<number, PeerSession>()
   private readonly conversations = new Set<Conversation>()
   private readonly refusedPeers = new Set<RefusedPeer>()
+  /** Attaches whose pager is still starting: close() waits for them, or their threads would outlive it. */
+  private readonly attaching = new Set<Promise<unknown>>()
   private readonly listener: { stop(): void }
   private readonly started = Date.now()
   private nextId = 1
@@ -113,6 +115,7 @@ export class FaultlineServer {
       if (existsSync(this.socket)) unlinkSync(this.socket)
       for (const c of [...this.conversations]) c.close()
       for (const r of this.refusedPeers) r.close()
+      await Promise.allSettled([...this.attaching])
       await Promise.allSettled([...this.sessions.values()].map((s) => s.close(!processAlive(s.peer.pid))))
       this.sessions.clear()
     })()
@@ -177,7 +180,10 @@ export class FaultlineServer {
       const id = this.nextId++
       const onEvent = (e: PagerEvent): void => this.log(`peer ${id} (process ${pid}): ${e.type}: ${e.message}`)
       const ranges = several ? hello.mappings.map((r) => ({ address: r.address, size: r.size, offset: r.offset })) : undefined
-      const session = await PeerSession.start(id, options, { uffd, pid, address: m.address, size: total, offset: m.offset, writeBack: hello.writeBack, ranges }, onEvent)
+      const starting = PeerSession.start(id, options, { uffd, pid, address: m.address, size: total, offset: m.offset, writeBack: hello.writeBack, ranges }, onEvent)
+      this.attaching.add(starting)
+      // Registered before close() can look: it waits for `starting` first.
+      const session = await starting.finally(() => this.attaching.delete(starting))
       this.sessions.set(id, session)
       this.attached++
       const what = hello.mappings.map((r) => `0x${r.address.toString(16)} + ${r.size} bytes at offset ${r.offset}`).join(', ')
