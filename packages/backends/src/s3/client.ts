@@ -10,9 +10,9 @@ import type { Agents } from '../net/agents.js'
 import type { S3Config } from './options.js'
 
 export function createS3Client(config: S3Config, agents: Agents): S3Client {
-  // Each region's pager thread loads the SDK afresh and would print the SDK's
-  // Node-version notice once per region opened; the application's own
-  // threads still get it.
+  // Each pager thread loads the SDK afresh and would print the SDK's
+  // Node-version notice once per thread; the application's own threads
+  // still get it.
   if (!isMainThread) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   return new S3Client({
     ...(config.region === undefined ? {} : { region: config.region }),

@@ -861,7 +861,7 @@ export class Pager {
   /** The watchdog took the descriptor over while this thread was stuck; it runs again now. */
   private onStalled(stallMs: number): void {
     this.stalled = true
-    const message = `faultline: the pager thread of ${this.backend.info.name} did not answer faults for ${stallMs} ms (a backend call blocked it); faults on pages that are not resident now get SIGBUS`
+    const message = `faultline: the pager thread of ${this.backend.info.name} did not answer faults for ${stallMs} ms (a backend call blocked it: this region's, or that of a region sharing its pager thread); faults on pages that are not resident now get SIGBUS`
     this.emit({ kind: 'event', type: 'pager-stalled', message })
   }
 

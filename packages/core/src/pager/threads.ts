@@ -78,9 +78,9 @@ export async function releasePagerThreads(): Promise<void> {
   await Promise.all(
     waiting.map((thread) => {
       const exited = new Promise<void>((resolve) => thread.worker.once('exit', () => resolve()))
+      retire(thread)
       // Awaited: an unref'd thread's exit would not keep the loop alive until it comes.
       thread.worker.ref()
-      retire(thread)
       return exited
     }),
   )
@@ -122,7 +122,9 @@ function startThread(own: boolean): Thread {
 function retire(thread: Thread): void {
   if (thread.idleTimer !== undefined) clearTimeout(thread.idleTimer)
   thread.idleTimer = undefined
-  // Gone from the choice at once: the thread ends when its port closes.
+  // Gone from the choice at once: the thread ends when its port closes (or
+  // at once, if a backend left sockets behind), and never keeps the process alive meanwhile.
   thread.retiring = true
+  thread.worker.unref()
   thread.worker.postMessage({ op: 'retire' })
 }

@@ -270,7 +270,13 @@ async function closeBackend(backend: Backend): Promise<void> {
 const BACKEND_CLOSE_MS = 30_000
 /** Largest readahead request for a backend that sets no limit of its own (maxBatchPages' own maximum). */
 const MAX_PART_PAGES = 4096
-/** Set when the backend was left closing: the thread ends itself once close() is answered. */
+/**
+ * Set when a backend was left closing: its sockets would keep this thread
+ * alive, so it takes no new region (close replies say `retiring`) and
+ * ends, with process.exit, when the host retires it. Never before: the
+ * host must have every close reply in hand first (a reply on a region's
+ * port is not drained before the thread's exit is reported).
+ */
 let endAfterClose = false
 
 /**
@@ -385,10 +391,8 @@ function serve(port: MessagePort, me: Served, pageSize: number, pager: Pager, re
             served.delete(me)
             post({ kind: 'reply', id: req.id, ...(endAfterClose ? { retiring: true } : {}) })
             port.close()
-            if (served.size > 0) return
-            if (endAfterClose) process.exit(0)
             // Waiting for the next region, this thread should not hold the last one's memory.
-            setImmediate(releaseMemory)
+            if (served.size === 0 && !endAfterClose) setImmediate(releaseMemory)
           },
           (err: unknown) => {
             closing = undefined
@@ -439,5 +443,8 @@ thread.on('message', (msg: ThreadMessage) => {
   if (msg.op === 'start') {
     takeEnv(msg.env)
     void start(msg.data, msg.port)
-  } else if (msg.op === 'retire') thread.close()
+  } else if (msg.op === 'retire') {
+    if (endAfterClose) process.exit(0)
+    thread.close()
+  }
 })
