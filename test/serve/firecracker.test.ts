@@ -5,9 +5,11 @@
  * REMOVE events, misbehaving and refused peers, status.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { serve } from '@faultline/core'
 import { tempDir } from '../helpers/tmp.js'
 import { expectFdsBackTo, firecrackerPeer, openFds, rawHello, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
 
@@ -148,4 +150,25 @@ describe('faultline serve, Firecracker peers', () => {
     expect(s.attached).toBeGreaterThanOrEqual(4)
     await expectFdsBackTo(serverPid, fdsBefore)
   })
+})
+
+describe('faultline serve in this process, when a peer pager thread dies of a bug', () => {
+  it('the peer gets SIGBUS, not a hang, and once it has exited nothing of it is left: no descriptor, no thread', async () => {
+    const testBackends = fileURLToPath(new URL('../fixtures/test-backends.mjs', import.meta.url))
+    const socket = join(dir, 'crash.sock')
+    const lines: string[] = []
+    const crashing = await serve({ socket, backend: { type: 'module', module: testBackends, options: { mode: 'crash', size: SIZE } }, log: (l) => lines.push(l) })
+    try {
+      const fdsBefore = openFds(process.pid)
+      const tasks = (): number => readdirSync('/proc/self/task').length
+      const threadsBefore = tasks()
+      const r = await runPeer('python3', [firecrackerPeer, socket, String(2 ** 20), '0', 'sha256'])
+      expect(r.signal, r.stderr).toBe('SIGBUS')
+      await expectFdsBackTo(process.pid, fdsBefore)
+      for (let i = 0; i < 100 && tasks() > threadsBefore; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(tasks()).toBeLessThanOrEqual(threadsBefore)
+    } finally {
+      await crashing.close()
+    }
+  }, 60_000)
 })

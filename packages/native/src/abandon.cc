@@ -23,6 +23,21 @@ namespace faultline {
 
 namespace {
 
+// False once `pid` has exited (gone, or a zombie: its memory is released either way).
+bool ProcessRunning(int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return false;
+  char buf[512];
+  const size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  // "pid (comm) S ...": the state follows the last ')' (comm may hold any byte).
+  const char* close = strrchr(buf, ')');
+  return close == nullptr || close[1] != ' ' || (close[2] != 'Z' && close[2] != 'X');
+}
+
 void Answer(int fd, const uffd_msg& msg, uint64_t unit, Takeover* takeover) {
   if (msg.event != UFFD_EVENT_PAGEFAULT) return;
   // The address is system-page aligned; hugetlb fills and protects whole huge pages.
@@ -61,13 +76,14 @@ void Answer(int fd, const uffd_msg& msg, uint64_t unit, Takeover* takeover) {
 
 }  // namespace
 
-// Polls with a timeout only when someone may ask it to stop.
-void ServePoisoning(int fd, uint64_t address, uint64_t length, uint64_t unit, Takeover* takeover) {
+// Polls with a timeout only when someone may ask it to stop, or the owner may exit.
+void ServePoisoning(int fd, uint64_t address, uint64_t length, uint64_t unit, Takeover* takeover, int owner) {
   uffdio_range all{address, length};
   ioctl(fd, UFFDIO_WAKE, &all);
-  const int timeout_ms = takeover == nullptr ? -1 : 100;
+  const int timeout_ms = takeover != nullptr ? 100 : owner != 0 ? 500 : -1;
   for (;;) {
     if (takeover != nullptr && takeover->stop.load()) break;
+    if (owner != 0 && !ProcessRunning(owner)) break;
     pollfd p{fd, POLLIN, 0};
     const int n = poll(&p, 1, timeout_ms);
     if (n < 0) {
@@ -87,7 +103,7 @@ void ServePoisoning(int fd, uint64_t address, uint64_t length, uint64_t unit, Ta
   close(fd);
 }
 
-void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit) {
+void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit, int owner) {
   // Our own descriptor: the original may be closed and its number reused.
   const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) return;
@@ -95,7 +111,7 @@ void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit) {
           "faultline: the pager thread of the region at 0x%llx ended without closing it; "
           "from now on an access to a page of it that is not resident gets SIGBUS\n",
           static_cast<unsigned long long>(address));
-  std::thread(ServePoisoning, own, address, length, unit, nullptr).detach();
+  std::thread(ServePoisoning, own, address, length, unit, nullptr, owner).detach();
 }
 
 }  // namespace faultline

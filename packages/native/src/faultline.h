@@ -92,8 +92,10 @@ int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, ui
 
 // Hands a uffd whose pager is gone to a detached native thread that answers
 // every fault in [address, address+length) with UFFDIO_POISON (SIGBUS), one
-// `unit` (system or huge page) at a time.
-void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit);
+// `unit` (system or huge page) at a time. `owner` is the process the range
+// belongs to when it is another's (a peer of faultline serve): the thread
+// ends, closing its descriptor, once that process has exited. 0: this one.
+void PoisonAbandoned(int fd, uint64_t address, uint64_t length, uint64_t unit, int owner);
 
 // A region served by a native thread while its pager is alive but stuck
 // (watchdog.cc): the thread ends when `stop` is set, and the pages whose
@@ -105,9 +107,9 @@ struct Takeover {
 };
 
 // Answers faults on `own_fd` (which it closes) with poison, on the calling
-// thread: for ever (PoisonAbandoned's thread, `takeover` null) or until
-// `takeover->stop`.
-void ServePoisoning(int own_fd, uint64_t address, uint64_t length, uint64_t unit, Takeover* takeover);
+// thread: for ever (PoisonAbandoned's thread, `takeover` null), until
+// `takeover->stop`, or until process `owner` (if not 0) has exited.
+void ServePoisoning(int own_fd, uint64_t address, uint64_t length, uint64_t unit, Takeover* takeover, int owner);
 
 // ---- watchdog.cc ------------------------------------------------------------
 

@@ -98,8 +98,10 @@ export interface Watcher {
    * `[address, address+length)` so each faults again, and answers every
    * missing fault with UFFDIO_POISON (SIGBUS) — never zeros — and every
    * write-protect fault by lifting the protection. Nobody sleeps for ever.
+   * `owner`: the pid of the process the range belongs to, when another's
+   * (a peer of faultline serve); that thread ends once it has exited.
    */
-  poisonOnAbandon(address: number, length: number): void
+  poisonOnAbandon(address: number, length: number, owner?: number): void
   /**
    * Starts the watchdog of this watcher's pager thread (native, its own
    * thread): once faults on [address, address+length) have gone unread for

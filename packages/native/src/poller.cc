@@ -44,6 +44,7 @@ struct Watcher {
   // Set by poisonOnAbandon(): the region handed to a reaper if the env ends before stop().
   uint64_t abandon_address = 0;
   uint64_t abandon_length = 0;
+  int abandon_owner = 0;  // a peer's pid; 0: this process
   // Shared with the watchdog thread, if armWatchdog() started one.
   std::shared_ptr<Pulse> pulse = std::make_shared<Pulse>();
 };
@@ -74,7 +75,7 @@ void BeginClose(Watcher* w) {
 void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
   Watcher* w = static_cast<Watcher*>(arg);
   // The thread is ending and nobody called stop(): its pager is gone.
-  if (!w->closing && w->abandon_length != 0) PoisonAbandoned(w->fd, w->abandon_address, w->abandon_length, w->unit);
+  if (!w->closing && w->abandon_length != 0) PoisonAbandoned(w->fd, w->abandon_address, w->abandon_length, w->unit, w->abandon_owner);
   BeginClose(w);
 }
 
@@ -241,14 +242,16 @@ bool ReadSlots(const Napi::CallbackInfo& info, size_t i, ServeCounters* out) {
   return true;
 }
 
-// poisonOnAbandon(address, length)
+// poisonOnAbandon(address, length, owner = 0)
 Napi::Value PoisonOnAbandon(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Watcher* w = LiveWatcher(info);
-  uint64_t address, length;
+  uint64_t address, length, owner = 0;
   if (w == nullptr || !ArgRange(info, 0, "poisonOnAbandon", "address", "length", &address, &length)) return env.Undefined();
+  if (info.Length() > 2 && !ArgU64(info, 2, "poisonOnAbandon", "owner", &owner)) return env.Undefined();
   w->abandon_address = address;
   w->abandon_length = length;
+  w->abandon_owner = static_cast<int>(owner);
   return env.Undefined();
 }
 

@@ -68,7 +68,7 @@ void Watch(std::shared_ptr<Pulse> pulse, int own, uint64_t address, uint64_t len
             "from now on an access to a page of it that is not resident gets SIGBUS\n",
             static_cast<unsigned long long>(address), static_cast<unsigned long long>(stall_ms),
             stuck ? "stuck in its fault callback" : "its event loop is not reading the userfaultfd");
-    ServePoisoning(own, address, length, unit, &pulse->takeover);
+    ServePoisoning(own, address, length, unit, &pulse->takeover, 0);
     return;
   }
   close(own);

@@ -150,7 +150,7 @@ async function start(data: PagerStartData, port: MessagePort): Promise<void> {
     // If this thread dies of a bug, faults get SIGBUS instead of hanging (armed
     // only then: a thread torn down by process exit is not a dead pager).
     const guarded = watcher
-    me.guard = () => guarded.poisonOnAbandon(span.address, span.size)
+    me.guard = () => guarded.poisonOnAbandon(span.address, span.size, peer?.pid ?? 0)
     if (Number.isFinite(options.fetchTimeoutMs)) {
       // Past the fetch deadline a waiting fault gets SIGBUS anyway; the floor
       // keeps a loaded machine's pauses from looking like a stuck thread.
@@ -202,9 +202,11 @@ async function start(data: PagerStartData, port: MessagePort): Promise<void> {
         memory.close()
         native.uffdUnregister(fd, address, size)
       }
-      // For a peer, closing the last descriptor unregisters its range and wakes its waiters.
-      native.closeFd(fd)
-      if (peer === undefined) native.retireMapping(address)
+      // A peer's descriptor is the server's to close (session.ts), whether this thread closes or dies.
+      if (peer === undefined) {
+        native.closeFd(fd)
+        native.retireMapping(address)
+      }
       segment?.leave()
       await closeBackend(opened)
     })

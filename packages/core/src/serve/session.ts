@@ -39,9 +39,14 @@ export class PeerSession {
     readonly peer: PeerAttach,
     private readonly host: PagerHost,
     private readonly statsBuffer: SharedArrayBuffer,
-  ) {}
+  ) {
+    // Closed once the pager is done with it: closed, or dead of a bug (then
+    // nobody else would, and a poisoner keeps a copy until the peer exits).
+    // Closing the last descriptor unregisters the range and wakes its waiters.
+    void host.exited().then(() => closeQuietly(peer.uffd))
+  }
 
-  /** Starts the pager thread, which owns `peer.uffd` once started (if it fails to start, the caller still does). */
+  /** Starts the pager thread, which serves `peer.uffd` once started; the session closes it (if it fails to start, the caller does). */
   static async start(id: number, options: NormalizedOptions, peer: PeerAttach, onEvent: (event: PagerEvent) => void): Promise<PeerSession> {
     const stats = new SharedArrayBuffer(STATS_BYTES)
     const host = await PagerHost.start(options, stats, onEvent, peer)
