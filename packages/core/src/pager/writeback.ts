@@ -140,12 +140,8 @@ export class WriteBack {
     // A whole number of batches, so every batch lies inside the chunk its snapshot was taken with.
     const { batchPages } = this.config
     const chunkPages = batchPages * Math.max(1, Math.floor(SNAPSHOT_BYTES / this.config.pageSize / batchPages))
-    let writes: PageWrite[] = []
-    for (let i = 0; i < pages.length; i += this.config.batchPages) {
-      // Snapshots are taken a chunk at a time, then written a batch at a time.
-      if (i % chunkPages === 0) writes = this.snapshot(pages.slice(i, i + chunkPages))
-      const batch = pages.slice(i, i + this.config.batchPages)
-      const batchWrites = writes.slice(i % chunkPages, (i % chunkPages) + batch.length)
+    const inFlight = Math.max(1, Math.floor(this.backend.info.maxWritesInFlight ?? 1))
+    const writeBatch = async (batch: number[], batchWrites: PageWrite[]): Promise<void> => {
       try {
         await this.backend.write!(batchWrites)
         this.stats.add('writeRequests')
@@ -162,6 +158,21 @@ export class WriteBack {
         if (this.dirty.has(p)) this.inBoth--
       }
       this.updateDirtyStat()
+    }
+    for (let c = 0; c < pages.length; c += chunkPages) {
+      // Snapshots are taken a chunk at a time, then written a batch at a time, up to `inFlight` batches at once.
+      const chunk = pages.slice(c, c + chunkPages)
+      const writes = this.snapshot(chunk)
+      let next = 0
+      const lane = async (): Promise<void> => {
+        while (next < chunk.length) {
+          const at = next
+          next += batchPages
+          await writeBatch(chunk.slice(at, at + batchPages), writes.slice(at, at + batchPages))
+        }
+      }
+      // Every batch of the chunk settles before the next snapshot reuses the staging memory.
+      await Promise.all(Array.from({ length: Math.min(inFlight, Math.ceil(chunk.length / batchPages)) }, lane))
     }
     if (failed.length < pages.length && this.backend.sync) {
       try {
