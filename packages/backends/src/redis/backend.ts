@@ -89,8 +89,11 @@ export class RedisBackend implements Backend {
         pageReads = slots
       } else {
         const slot = pool === undefined ? undefined : await startPageReads(config, pool, client)
-        io = new StandaloneIo(client, keysPerCommand, slot)
-        pageReads = slot
+        // Page writes get a connection of their own too (not the reads': a fault must not wait behind a
+        // flush's bytes). Not with waitReplicas: WAIT covers the writes of the connection it is sent on.
+        const writes = pool === undefined || context.readOnly || config.waitReplicas > 0 ? undefined : await startPageReads(config, pool, client, 'faultline-writes')
+        io = new StandaloneIo(client, keysPerCommand, slot, writes)
+        pageReads = writes === undefined ? slot : { close: () => (slot?.close(), writes.close()) }
       }
       // A read-only open of a namespace nobody created yet reads as zeros, at the size asked for.
       // 4 MiB windows: against a server close by (loopback), bytes in flight
@@ -171,8 +174,9 @@ function message(err: unknown): string {
 }
 
 /** A page-read connection to host:port, with the backend's credentials, database and timeouts. */
-async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number, signal: AbortSignal): Promise<PageReader> {
+async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number, signal: AbortSignal, name?: string): Promise<PageReader> {
   return PageReader.connect({
+    name,
     host: await resolveHost(host, config.connectTimeoutMs),
     port,
     username: config.username,
@@ -192,10 +196,10 @@ async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host
  * host name again: a name with several addresses (round-robin DNS, a
  * headless service) could otherwise put reads and writes on different servers.
  */
-async function startPageReads(config: RedisConfig, pool: ReadBufferPool, client: Redis): Promise<PageReaderSlot> {
+async function startPageReads(config: RedisConfig, pool: ReadBufferPool, client: Redis, name?: string): Promise<PageReaderSlot> {
   const { host, port } = client.options
   if (host === undefined || port === undefined) throw new Error('the ioredis client has no address')
-  const slot = new PageReaderSlot((signal) => connectPageReader(config, pool, host, port, signal))
+  const slot = new PageReaderSlot((signal) => connectPageReader(config, pool, host, port, signal, name))
   await slot.start()
   return slot
 }
