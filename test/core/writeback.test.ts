@@ -77,8 +77,8 @@ describe.each(['sync', 'async'] as const)('write-back (%s write tracking)', (mod
     }
   })
 
-  it('without maxWritesInFlight, batches are written one after another', async () => {
-    const b = concurrentBackend(300 * 4096, undefined)
+  it.each([undefined, 0.5, Number.NaN])('with maxWritesInFlight %s, batches are written one after another', async (most) => {
+    const b = concurrentBackend(300 * 4096, most)
     const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode, maxBatchPages: 50 })
     try {
       region.view().fill(9)

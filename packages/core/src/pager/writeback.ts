@@ -140,7 +140,8 @@ export class WriteBack {
     // A whole number of batches, so every batch lies inside the chunk its snapshot was taken with.
     const { batchPages } = this.config
     const chunkPages = batchPages * Math.max(1, Math.floor(SNAPSHOT_BYTES / this.config.pageSize / batchPages))
-    const inFlight = Math.max(1, Math.floor(this.backend.info.maxWritesInFlight ?? 1))
+    const most = this.backend.info.maxWritesInFlight
+    const inFlight = most !== undefined && most >= 1 ? Math.floor(most) : 1
     const writeBatch = async (batch: number[], batchWrites: PageWrite[]): Promise<void> => {
       try {
         await this.backend.write!(batchWrites)
@@ -186,6 +187,8 @@ export class WriteBack {
       }
     }
     if (failed.length > 0) {
+      // Batches in flight fail in the order they settle; name the pages in order.
+      failed.sort((a, b) => a - b)
       const cause = firstError instanceof Error ? firstError.message : String(firstError)
       // A lost writer lease stays ERR_LOCKED: retrying will not help, and the caller should know why.
       const code = firstError instanceof FaultlineError && firstError.code === 'ERR_LOCKED' ? 'ERR_LOCKED' : 'ERR_BACKEND'
