@@ -331,7 +331,7 @@ describe('redis backend: the page-write connection', () => {
     await reader.close()
   })
 
-  it('MSET is sent as exact RESP (byte lengths of UTF-8 keys, binary values); an error reply rejects and the connection stays usable', async () => {
+  it('MSET is sent as exact RESP (byte lengths of UTF-8 keys, binary values); an error reply (read 8 bytes at a time) rejects and the connection stays usable', async () => {
     const received: Buffer[] = []
     const replies = ['+OK\r\n', '+OK\r\n', '-OOM command not allowed\r\n', '+OK\r\n']
     // One reply per command (CLIENT SETNAME, then each MSET): each is sent whole and waits for its reply, so a quiet 20 ms ends one.
@@ -346,7 +346,7 @@ describe('redis backend: the page-write connection', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as net.AddressInfo).port
     try {
-      const reader = await PageReader.connect({ host: '127.0.0.1', port, username: undefined, password: undefined, db: 0, connectTimeoutMs: 1000, commandTimeoutMs: 1000, allocate: (n) => Buffer.alloc(n), name: 'faultline-writes' })
+      const reader = await PageReader.connect({ host: '127.0.0.1', port, username: undefined, password: undefined, db: 0, connectTimeoutMs: 1000, commandTimeoutMs: 1000, allocate: (n) => Buffer.alloc(n), name: 'faultline-writes', readBufferBytes: 8 })
       received.length = 0
       const value = Buffer.from([0x2a, 0x0d, 0x0a, 0x00, 0xff])
       await reader.mset([['pä{g}:1', value], ['k', Buffer.from('vv')]])

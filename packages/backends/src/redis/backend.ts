@@ -29,6 +29,8 @@ const POOL_BYTES = 32 * 2 ** 20
  * hand-written MSET pipeline: bench/redis.mjs).
  */
 const WRITES_IN_FLIGHT = 8
+/** CLIENT SETNAME of the page-write connection. */
+const WRITES_NAME = 'faultline-writes'
 /** A pool nobody took from for this long is emptied. */
 const POOL_IDLE_MS = 10_000
 
@@ -91,7 +93,7 @@ export class RedisBackend implements Backend {
         const slot = pool === undefined ? undefined : await startPageReads(config, pool, client)
         // Page writes get a connection of their own too (not the reads': a fault must not wait behind a
         // flush's bytes). Not with waitReplicas: WAIT covers the writes of the connection it is sent on.
-        const writes = pool === undefined || context.readOnly || config.waitReplicas > 0 ? undefined : await startPageReads(config, pool, client, 'faultline-writes')
+        const writes = pool === undefined || context.readOnly || config.waitReplicas > 0 ? undefined : await startPageReads(config, pool, client, WRITES_NAME)
         io = new StandaloneIo(client, keysPerCommand, slot, writes)
         pageReads = writes === undefined ? slot : { close: () => (slot?.close(), writes.close()) }
       }
@@ -177,6 +179,8 @@ function message(err: unknown): string {
 async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number, signal: AbortSignal, name?: string): Promise<PageReader> {
   return PageReader.connect({
     name,
+    // The write connection reads replies of a few bytes (+OK, or an error).
+    readBufferBytes: name === WRITES_NAME ? 16 * 1024 : undefined,
     host: await resolveHost(host, config.connectTimeoutMs),
     port,
     username: config.username,

@@ -32,6 +32,8 @@ export interface PageReaderOptions {
   maxValueLength?: number
   /** The connection's name in CLIENT LIST. Default `faultline-pages`. */
   name?: string
+  /** Bytes the kernel hands over per read. Default 256 KiB (4 pages of 64 KiB); a connection that only writes gets back little more than `+OK`s. */
+  readBufferBytes?: number
 }
 
 interface Pending {
@@ -154,7 +156,7 @@ export class PageReader {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     const { host, port, connectTimeoutMs } = this.options
     // One buffer for every read: the kernel copies into memory that stays warm.
-    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+    const buffer = Buffer.allocUnsafe(this.options.readBufferBytes ?? READ_BUFFER_BYTES)
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback: (bytes) => this.onData(bytes, buffer) } })
       this.socket = socket
