@@ -37,6 +37,15 @@ async function pageConnections(): Promise<string[]> {
     .map((line) => /^id=(\d+)/.exec(line)![1]!)
 }
 
+/** The page-write connections open on database DB: id and last command. */
+async function writeConnections(): Promise<Array<{ id: string; cmd: string }>> {
+  const list = String(await client.call('CLIENT', 'LIST'))
+  return list
+    .split('\n')
+    .filter((line) => / name=faultline-writes /.test(line) && new RegExp(` db=${DB} `).test(line))
+    .map((line) => ({ id: /^id=(\d+)/.exec(line)![1]!, cmd: / cmd=(\S+)/.exec(line)![1]! }))
+}
+
 function expectPages(view: Uint8Array, first: number, count: number): void {
   for (let p = first; p < first + count; p++) expect(checkPattern(view.subarray(p * PAGE, (p + 1) * PAGE), p * PAGE), `page ${p}`).toBe(-1)
 }
@@ -276,6 +285,112 @@ describe('redis backend: the page-read connection, refused or cut short', () => 
       expect(slot.current()).toBeUndefined()
     } finally {
       hung.close()
+    }
+  })
+})
+
+describe('redis backend: the page-write connection', () => {
+  /** Every page of the namespace as stored, read back with our own client. */
+  async function stored(spec: BackendSpec, pages: number): Promise<Buffer> {
+    const probe = await openRegion({ pageSize: PAGE, backend: { ...spec, pageReadConnection: false }, access: 'read-only' })
+    try {
+      return Buffer.from(await probe.read(0, pages * PAGE))
+    } finally {
+      await probe.close()
+    }
+  }
+
+  it('flushes over a connection of its own (CLIENT LIST shows it sending MSET), only read-write, without waitReplicas, when enabled', async () => {
+    const pages = 64
+    const spec = standaloneSpec(uniqueNamespace('writes'), { db: DB })
+    track(spec)
+    const before = (await writeConnections()).map((c) => c.id)
+    const opened = async () => (await writeConnections()).filter((c) => !before.includes(c.id))
+    const region = await openRegion({ size: pages * PAGE, pageSize: PAGE, backend: spec })
+    try {
+      expect(await opened()).toHaveLength(1)
+      const view = region.view()
+      // Scattered pages, every byte, several batches at once.
+      for (let p = 0; p < pages; p += 3) view.fill(p + 1, p * PAGE, (p + 1) * PAGE)
+      await region.flush()
+      const [conn] = await opened()
+      expect(conn!.cmd).toBe('mset')
+      const data = await stored(spec, pages)
+      for (let p = 0; p < pages; p++) expect(data.subarray(p * PAGE, (p + 1) * PAGE).every((b) => b === (p % 3 === 0 ? p + 1 : 0)), `page ${p}`).toBe(true)
+    } finally {
+      await region.close()
+    }
+    expect(await opened()).toEqual([])
+    for (const backend of [{ ...spec, pageReadConnection: false }, { ...spec, waitReplicas: 1, commandTimeoutMs: 200 }]) {
+      const other = await openRegion({ pageSize: PAGE, backend })
+      expect(await opened()).toEqual([])
+      await other.close()
+    }
+    const reader = await openRegion({ pageSize: PAGE, backend: spec, access: 'read-only' })
+    expect(await opened()).toEqual([])
+    await reader.close()
+  })
+
+  it('MSET is sent as exact RESP (byte lengths of UTF-8 keys, binary values); an error reply (read 8 bytes at a time) rejects and the connection stays usable', async () => {
+    const received: Buffer[] = []
+    const replies = ['+OK\r\n', '+OK\r\n', '-OOM command not allowed\r\n', '+OK\r\n']
+    // One reply per command (CLIENT SETNAME, then each MSET): each is sent whole and waits for its reply, so a quiet 20 ms ends one.
+    const server = net.createServer((socket) => {
+      let quiet: NodeJS.Timeout | undefined
+      socket.on('data', (chunk) => {
+        received.push(chunk)
+        clearTimeout(quiet)
+        quiet = setTimeout(() => socket.write(replies.shift() ?? '-ERR no more\r\n'), 20)
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as net.AddressInfo).port
+    try {
+      const reader = await PageReader.connect({ host: '127.0.0.1', port, username: undefined, password: undefined, db: 0, connectTimeoutMs: 1000, commandTimeoutMs: 1000, allocate: (n) => Buffer.alloc(n), name: 'faultline-writes', readBufferBytes: 8 })
+      received.length = 0
+      const value = Buffer.from([0x2a, 0x0d, 0x0a, 0x00, 0xff])
+      await reader.mset([['pä{g}:1', value], ['k', Buffer.from('vv')]])
+      expect(Buffer.concat(received).toString('latin1')).toBe(Buffer.concat([Buffer.from('*5\r\n$4\r\nMSET\r\n$8\r\npä{g}:1\r\n$5\r\n'), value, Buffer.from('\r\n$1\r\nk\r\n$2\r\nvv\r\n')]).toString('latin1'))
+      await expect(reader.mset([['a', Buffer.from('x')]])).rejects.toThrow(/OOM command not allowed/)
+      expect(reader.usable).toBe(true)
+      await reader.mset([['b', Buffer.from('y')]])
+      reader.close()
+    } finally {
+      server.close()
+    }
+  })
+
+  it('writes on through ioredis when the connection is cut, then makes a new one; the store equals the region', async () => {
+    const pages = 32
+    const spec = standaloneSpec(uniqueNamespace('writes-cut'), { db: DB })
+    track(spec)
+    const before = (await writeConnections()).map((c) => c.id)
+    const region = await openRegion({ size: pages * PAGE, pageSize: PAGE, backend: spec })
+    try {
+      const view = region.view()
+      fillPattern(view, 1 << 20)
+      await region.flush()
+      const [ours] = (await writeConnections()).filter((c) => !before.includes(c.id))
+      expect(ours).toBeDefined()
+      await client.call('CLIENT', 'KILL', 'ID', ours!.id)
+      await new Promise((r) => setTimeout(r, 100)) // the pager thread hears of it
+      fillPattern(view, 2 << 20)
+      await region.flush()
+      expect(checkPattern(await stored(spec, pages), 2 << 20)).toBe(-1)
+      // After its backoff (it died young) a new connection carries the flushes again.
+      let replaced: Array<{ id: string; cmd: string }> = []
+      const deadline = Date.now() + 10_000
+      for (let round = 3; replaced.length === 0 && Date.now() < deadline; round++) {
+        fillPattern(view, round << 20)
+        await region.flush()
+        expect(checkPattern(await stored(spec, pages), round << 20)).toBe(-1)
+        replaced = (await writeConnections()).filter((c) => !before.includes(c.id) && c.id !== ours!.id && c.cmd === 'mset')
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(replaced).toHaveLength(1)
+      expect(region.stats().writeErrors).toBe(0)
+    } finally {
+      await region.close()
     }
   })
 })

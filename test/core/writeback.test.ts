@@ -8,6 +8,20 @@ import { tempDir } from '../helpers/tmp.js'
 
 const dir = tempDir()
 const switchable = fileURLToPath(new URL('../fixtures/switchable-backend.mjs', import.meta.url))
+const concurrent = fileURLToPath(new URL('../fixtures/concurrent-writes-backend.mjs', import.meta.url))
+
+function concurrentBackend(size: number, maxWritesInFlight: number | undefined) {
+  const store = new SharedArrayBuffer(size)
+  const control = new SharedArrayBuffer(16)
+  const flags = new Int32Array(control)
+  return {
+    spec: { type: 'module', module: concurrent, options: { store, control, maxWritesInFlight, seed: 5 } },
+    data: new Uint8Array(store),
+    mostInFlight: () => Atomics.load(flags, 1),
+    calls: () => Atomics.load(flags, 2),
+    failPage: (page: number | undefined) => Atomics.store(flags, 3, page === undefined ? 0 : page + 1),
+  }
+}
 
 function switchableBackend(size: number) {
   const store = new SharedArrayBuffer(size)
@@ -35,6 +49,64 @@ describe.each(['sync', 'async'] as const)('write-back (%s write tracking)', (mod
         expect(page.every((b) => b === (p % 250) + 1), `page ${p}`).toBe(true)
       }
       expect(region.stats().pagesWritten).toBe(pages)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('with maxWritesInFlight, a flush keeps that many batches in flight, each page written once with its bytes', async () => {
+    // 64 KiB pages, batches of 60: snapshot chunks of 240 pages (4 batches), written 3 batches at a time, answered out of order.
+    const pages = 700
+    const b = concurrentBackend(pages * 65536, 3)
+    const region = await openRegion({ pageSize: 65536, backend: b.spec, writeTracking: mode, maxBatchPages: 60 })
+    try {
+      const v = region.view()
+      for (let round = 1; round <= 2; round++) {
+        for (let p = 0; p < pages; p++) v.fill(((p + round) % 250) + 1, p * 65536, (p + 1) * 65536)
+        await region.flush()
+        for (let p = 0; p < pages; p++) {
+          const page = b.data.subarray(p * 65536, (p + 1) * 65536)
+          expect(page.every((x) => x === ((p + round) % 250) + 1), `page ${p}, round ${round}`).toBe(true)
+        }
+      }
+      expect(b.mostInFlight()).toBe(3)
+      expect(b.calls()).toBe(24)
+      expect(region.stats()).toMatchObject({ pagesWritten: 2 * pages, writeRequests: 24, dirtyPages: 0 })
+    } finally {
+      await region.close()
+    }
+  })
+
+  it.each([undefined, 0.5, Number.NaN])('with maxWritesInFlight %s, batches are written one after another', async (most) => {
+    const b = concurrentBackend(300 * 4096, most)
+    const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode, maxBatchPages: 50 })
+    try {
+      region.view().fill(9)
+      await region.flush()
+      expect(b.mostInFlight()).toBe(1)
+      expect(b.calls()).toBe(6)
+      expect(b.data.every((x) => x === 9)).toBe(true)
+    } finally {
+      await region.close()
+    }
+  })
+
+  it('with batches in flight, a failing one rejects the flush naming its pages only; they stay dirty; the next flush writes them', async () => {
+    const b = concurrentBackend(400 * 4096, 4)
+    const region = await openRegion({ pageSize: 4096, backend: b.spec, writeTracking: mode, maxBatchPages: 50 })
+    try {
+      const v = region.view()
+      v.fill(3)
+      b.failPage(120) // in the third batch: pages 100-149
+      await expect(region.flush()).rejects.toMatchObject({ code: 'ERR_BACKEND', pages: Array.from({ length: 50 }, (_, i) => 100 + i), message: expect.stringMatching(/page 120 refused/) })
+      expect(region.stats()).toMatchObject({ dirtyPages: 50, writeErrors: 1, pagesWritten: 350 })
+      expect(b.data.subarray(0, 100 * 4096).every((x) => x === 3)).toBe(true)
+      expect(b.data.subarray(100 * 4096, 150 * 4096).every((x) => x === 0)).toBe(true)
+      expect(b.data.subarray(150 * 4096).every((x) => x === 3)).toBe(true)
+      b.failPage(undefined)
+      await region.flush()
+      expect(b.data.every((x) => x === 3)).toBe(true)
+      expect(region.stats()).toMatchObject({ dirtyPages: 0, pagesWritten: 400 })
     } finally {
       await region.close()
     }

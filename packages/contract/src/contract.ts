@@ -40,6 +40,15 @@ export interface BackendInfo {
    */
   readonly freshReadBuffers?: boolean | undefined
   /**
+   * How many {@link Backend.write} calls a flush may have running at once
+   * (each with pages of its own, none in two). A network backend that
+   * answers several requests on one connection keeps it busy while an
+   * earlier batch is answered instead of waiting a round trip per batch.
+   * The flush still resolves only after every write settled. Default 1:
+   * one write after another.
+   */
+  readonly maxWritesInFlight?: number | undefined
+  /**
    * Which version of the data this is, as far as the backend knows (an
    * HTTP or S3 object's ETag, a file's inode, mtime and size, a page
    * store's creation time), or undefined when it knows none. Regions shared

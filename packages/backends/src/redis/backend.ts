@@ -22,6 +22,15 @@ import { ReadBufferPool } from '../read-buffers.js'
 
 /** Page buffers kept for reuse: a few readahead windows in flight and being installed. */
 const POOL_BYTES = 32 * 2 ** 20
+/**
+ * Write batches a flush keeps in flight: MSETs pipelined on one connection
+ * keep the server busy while the pager snapshots and sends the next ones
+ * (one at a time, a flush of scattered 4 KiB pages ran at 0.35-0.5 of a
+ * hand-written MSET pipeline: bench/redis.mjs).
+ */
+const WRITES_IN_FLIGHT = 8
+/** CLIENT SETNAME of the page-write connection. */
+const WRITES_NAME = 'faultline-writes'
 /** A pool nobody took from for this long is emptied. */
 const POOL_IDLE_MS = 10_000
 
@@ -82,14 +91,17 @@ export class RedisBackend implements Backend {
         pageReads = slots
       } else {
         const slot = pool === undefined ? undefined : await startPageReads(config, pool, client)
-        io = new StandaloneIo(client, keysPerCommand, slot)
-        pageReads = slot
+        // Page writes get a connection of their own too (not the reads': a fault must not wait behind a
+        // flush's bytes). Not with waitReplicas: WAIT covers the writes of the connection it is sent on.
+        const writes = pool === undefined || context.readOnly || config.waitReplicas > 0 ? undefined : await startPageReads(config, pool, client, WRITES_NAME)
+        io = new StandaloneIo(client, keysPerCommand, slot, writes)
+        pageReads = writes === undefined ? slot : { close: () => (slot?.close(), writes.close()) }
       }
       // A read-only open of a namespace nobody created yet reads as zeros, at the size asked for.
       // 4 MiB windows: against a server close by (loopback), bytes in flight
       // cost memory and CPU the server shares; 8 MiB was slower there and no
       // faster across a 2 ms round trip (docs/tuning.md).
-      const info: BackendInfo = { name, size: meta?.size ?? context.size, readOnly: context.readOnly, maxBatchPages: 1024, readaheadBytes: 4 * 2 ** 20, freshReadBuffers: true, version: meta === undefined ? undefined : `created:${meta.createdAt}:${meta.size}:${meta.pageSize}` }
+      const info: BackendInfo = { name, size: meta?.size ?? context.size, readOnly: context.readOnly, maxBatchPages: 1024, readaheadBytes: 4 * 2 ** 20, freshReadBuffers: true, maxWritesInFlight: WRITES_IN_FLIGHT, version: meta === undefined ? undefined : `created:${meta.createdAt}:${meta.size}:${meta.pageSize}` }
       return new RedisBackend(info, config, client, io, keys, lease, meta !== undefined, pool, pageReads)
     } catch (err) {
       await lease?.release().catch(() => undefined)
@@ -164,8 +176,11 @@ function message(err: unknown): string {
 }
 
 /** A page-read connection to host:port, with the backend's credentials, database and timeouts. */
-async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number, signal: AbortSignal): Promise<PageReader> {
+async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host: string, port: number, signal: AbortSignal, name?: string): Promise<PageReader> {
   return PageReader.connect({
+    name,
+    // The write connection reads replies of a few bytes (+OK, or an error).
+    readBufferBytes: name === WRITES_NAME ? 16 * 1024 : undefined,
     host: await resolveHost(host, config.connectTimeoutMs),
     port,
     username: config.username,
@@ -185,10 +200,10 @@ async function connectPageReader(config: RedisConfig, pool: ReadBufferPool, host
  * host name again: a name with several addresses (round-robin DNS, a
  * headless service) could otherwise put reads and writes on different servers.
  */
-async function startPageReads(config: RedisConfig, pool: ReadBufferPool, client: Redis): Promise<PageReaderSlot> {
+async function startPageReads(config: RedisConfig, pool: ReadBufferPool, client: Redis, name?: string): Promise<PageReaderSlot> {
   const { host, port } = client.options
   if (host === undefined || port === undefined) throw new Error('the ioredis client has no address')
-  const slot = new PageReaderSlot((signal) => connectPageReader(config, pool, host, port, signal))
+  const slot = new PageReaderSlot((signal) => connectPageReader(config, pool, host, port, signal, name))
   await slot.start()
   return slot
 }

@@ -71,10 +71,13 @@ export interface RedisBackendOptions {
    * Read pages over a second connection of the backend's own, whose replies
    * are parsed straight into reused page buffers, instead of through ioredis
    * (which builds a new buffer for every value): on a fast network this is
-   * the pager's largest cost (docs/tuning.md). Writes, the lease and metadata
-   * stay on ioredis. On a Cluster, one such connection per master; a
-   * redirection goes through ioredis. Not with TLS. Default: true without
-   * TLS; false puts every command on ioredis's connections.
+   * the pager's largest cost (docs/tuning.md). A standalone read-write
+   * region (without `waitReplicas`) also writes pages over a third
+   * connection of its own, which sends them without copying them into a
+   * command buffer. The lease and metadata stay on ioredis. On a Cluster,
+   * one read connection per master (writes stay on ioredis); a redirection
+   * goes through ioredis. Not with TLS. Default: true without TLS; false
+   * puts every command on ioredis's connections.
    */
   pageReadConnection?: boolean
 }

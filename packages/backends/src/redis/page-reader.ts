@@ -5,7 +5,10 @@
  * memory already touched. Through ioredis the same page costs a
  * concatenation into a new buffer on each reply, which a CPU profile put at
  * most of the pager's time in a loopback scan (docs/benchmarks.md).
- * Everything else — writes, the lease, metadata, redirections, TLS — stays
+ * A standalone read-write region has a third, of the same class, for page
+ * writes (MSET, sent with writev: ioredis copies every value into a new
+ * command buffer first, the largest cost of a flush in a CPU profile).
+ * Everything else — the lease, metadata, WAIT, redirections, TLS — stays
  * on ioredis.
  *
  * Redis runs commands of all connections in the order they arrive, so a read
@@ -27,6 +30,10 @@ export interface PageReaderOptions {
   allocate: (length: number) => Buffer
   /** The longest value taken from the server (default 512 MiB); a longer length breaks the connection. */
   maxValueLength?: number
+  /** The connection's name in CLIENT LIST. Default `faultline-pages`. */
+  name?: string
+  /** Bytes the kernel hands over per read. Default 256 KiB (4 pages of 64 KiB); a connection that only writes gets back little more than `+OK`s. */
+  readBufferBytes?: number
 }
 
 interface Pending {
@@ -87,7 +94,7 @@ export class PageReader {
       if (options.db !== 0) await reader.command(['SELECT', String(options.db)])
       // A name shows up in CLIENT LIST. A proxy or an ACL that refuses CLIENT
       // is no reason to go without; any other error (maxclients, DENIED) is.
-      await reader.command(['CLIENT', 'SETNAME', 'faultline-pages']).catch((err: unknown) => {
+      await reader.command(['CLIENT', 'SETNAME', options.name ?? 'faultline-pages']).catch((err: unknown) => {
         if (!(err instanceof RedisReplyError && /unknown (sub)?command|NOPERM/i.test(err.message))) throw err
       })
     } catch (err) {
@@ -115,6 +122,32 @@ export class PageReader {
     return reply as Array<Buffer | null>
   }
 
+  /**
+   * MSET of whole values, sent with one writev: the values go from the
+   * caller's buffers to the kernel without being copied into a command
+   * buffer first (ioredis concatenates every argument into a new one). The
+   * buffers must stay unchanged until the promise settles. Redis runs a
+   * command it received whole, or (the connection cut short) not at all.
+   */
+  async mset(entries: ReadonlyArray<readonly [key: string, value: Buffer]>): Promise<void> {
+    const reply = await this.request((socket) => {
+      socket.cork()
+      let head = `*${2 * entries.length + 1}\r\n$4\r\nMSET\r\n`
+      for (const [key, value] of entries) {
+        socket.write(`${head}$${Buffer.byteLength(key)}\r\n${key}\r\n$${value.length}\r\n`)
+        socket.write(value)
+        head = '\r\n'
+      }
+      socket.write(head)
+      socket.uncork()
+    })
+    if (reply !== 'OK') {
+      const error = new Error(`MSET got ${JSON.stringify(String(reply))} instead of OK`)
+      this.fail(error)
+      throw error
+    }
+  }
+
   close(): void {
     this.fail(new Error('the page-read connection was closed'))
   }
@@ -123,7 +156,7 @@ export class PageReader {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     const { host, port, connectTimeoutMs } = this.options
     // One buffer for every read: the kernel copies into memory that stays warm.
-    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+    const buffer = Buffer.allocUnsafe(this.options.readBufferBytes ?? READ_BUFFER_BYTES)
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback: (bytes) => this.onData(bytes, buffer) } })
       this.socket = socket
@@ -149,6 +182,11 @@ export class PageReader {
   }
 
   private command(args: readonly string[]): Promise<RespReply> {
+    return this.request((socket) => socket.write(encode(args)))
+  }
+
+  /** Sends one command (`send` writes it to the socket) and resolves with its reply; an error reply rejects. */
+  private request(send: (socket: net.Socket) => void): Promise<RespReply> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     return new Promise((resolve, reject) => {
       this.pending.push({
@@ -160,7 +198,7 @@ export class PageReader {
         due: performance.now() + this.options.commandTimeoutMs,
       })
       if (this.timer === undefined) this.armTimer(this.options.commandTimeoutMs)
-      this.socket!.write(encode(args))
+      send(this.socket!)
     })
   }
 

@@ -13,6 +13,8 @@ export class StandaloneIo implements PageIo {
     private readonly keysPerCommand: number,
     /** Page reads' own connection (page-reader.ts), when enabled; ioredis while it is down. */
     private readonly pageReads: PageReaderSlot | undefined,
+    /** Page writes' own connection (a PageReader too), when enabled; ioredis while it is down. */
+    private readonly pageWrites: PageReaderSlot | undefined = undefined,
   ) {}
 
   async get(keys: readonly string[]): Promise<Array<Buffer | null>> {
@@ -25,7 +27,10 @@ export class StandaloneIo implements PageIo {
   }
 
   async set(entries: ReadonlyArray<readonly [string, Buffer]>): Promise<void> {
-    await settleAll(chunks(entries, this.keysPerCommand).map((part) => this.client.mset(...part.flat())))
+    const writer = this.pageWrites?.current()
+    type Part = ReadonlyArray<readonly [string, Buffer]>
+    const mset = writer !== undefined ? (part: Part): Promise<unknown> => writer.mset(part) : (part: Part): Promise<unknown> => this.client.mset(...part.flat())
+    await settleAll(chunks(entries, this.keysPerCommand).map(mset))
   }
 
   waitReplicas(replicas: number, timeoutMs: number): Promise<void> {

@@ -40,6 +40,11 @@ export interface WriteBackConfig {
   scanWritten?: (() => number[]) | undefined
 }
 
+/** Where a lane of a flush copies each batch before writing it. */
+interface Staging {
+  bytes: Uint8Array
+}
+
 export class WriteBack {
   private readonly dirty: PageSet
   private readonly flushing: PageSet
@@ -138,12 +143,10 @@ export class WriteBack {
     const pages = this.collect()
     const failed: number[] = []
     let firstError: unknown
-    for (let i = 0; i < pages.length; i += this.config.batchPages) {
-      const batch = pages.slice(i, i + this.config.batchPages)
-      // Each batch is snapshot just before it is written: its copy is still in
-      // the cache when the backend reads it (a 16 MiB snapshot taken ahead was
-      // read back from memory, and the copy was a fifth of a file flush).
-      const batchWrites = this.snapshot(batch)
+    const { batchPages } = this.config
+    const most = this.backend.info.maxWritesInFlight
+    const inFlight = most !== undefined && most >= 1 ? Math.floor(most) : 1
+    const writeBatch = async (batch: number[], batchWrites: PageWrite[]): Promise<void> => {
       try {
         await this.backend.write!(batchWrites)
         this.stats.add('writeRequests')
@@ -161,6 +164,22 @@ export class WriteBack {
       }
       this.updateDirtyStat()
     }
+    // Up to `inFlight` lanes, each writing a batch at a time. A batch is
+    // snapshot just before it is written, into its lane's staging buffer,
+    // which the lane reuses only once that write has settled: the copy is
+    // still in the cache when the backend reads it (a 16 MiB snapshot taken
+    // ahead was read back from memory, and the copy was a fifth of a file flush).
+    let next = 0
+    const lane = async (staging: Staging): Promise<void> => {
+      while (next < pages.length) {
+        const batch = pages.slice(next, next + batchPages)
+        next += batchPages
+        await writeBatch(batch, this.snapshot(batch, staging))
+      }
+    }
+    const lanes = Math.min(inFlight, Math.ceil(pages.length / batchPages))
+    while (this.stagings.length < lanes) this.stagings.push({ bytes: new Uint8Array(0) })
+    await Promise.all(this.stagings.slice(0, lanes).map(lane))
     if (failed.length < pages.length && this.backend.sync) {
       try {
         await this.backend.sync()
@@ -173,6 +192,8 @@ export class WriteBack {
       }
     }
     if (failed.length > 0) {
+      // Batches in flight fail in the order they settle; name the pages in order.
+      failed.sort((a, b) => a - b)
       const cause = firstError instanceof Error ? firstError.message : String(firstError)
       // A lost writer lease stays ERR_LOCKED: retrying will not help, and the caller should know why.
       const code = firstError instanceof FaultlineError && firstError.code === 'ERR_LOCKED' ? 'ERR_LOCKED' : 'ERR_BACKEND'
@@ -208,19 +229,19 @@ export class WriteBack {
    * table walk, far less than an ioctl per scattered page; a page written
    * since the flush began is dirty already, and its next write faults again.
    */
-  private snapshot(chunk: number[]): PageWrite[] {
+  private snapshot(chunk: number[], staging: Staging): PageWrite[] {
     const { pageSize, fd, address } = this.config
     if (this.config.mode === 'sync-wp' && chunk.length > 0) {
       const first = chunk[0]!
       writeProtect(fd, address + first * pageSize, (chunk[chunk.length - 1]! - first + 1) * pageSize, true, this.onBusy)
     }
     // Reused from flush to flush: fresh memory would cost a kernel fault per page.
-    if (this.staging.length < chunk.length * pageSize) this.staging = new Uint8Array(chunk.length * pageSize)
+    if (staging.bytes.length < chunk.length * pageSize) staging.bytes = new Uint8Array(chunk.length * pageSize)
     const out: PageWrite[] = new Array(chunk.length)
     let i = 0
     for (const [first, count] of runs(chunk)) {
       const bytes = count * pageSize
-      const run = this.staging.subarray(i * pageSize, i * pageSize + bytes)
+      const run = staging.bytes.subarray(i * pageSize, i * pageSize + bytes)
       run.set(this.memory.view(first * pageSize, bytes))
       for (let k = 0; k < count; k++) out[i + k] = { index: first + k, data: run.subarray(k * pageSize, (k + 1) * pageSize) }
       i += count
@@ -228,7 +249,8 @@ export class WriteBack {
     return out
   }
 
-  private staging = new Uint8Array(0)
+  /** One staging buffer per lane of writes in flight. */
+  private readonly stagings: Staging[] = []
 
   /** The page is gone from the memory it was written in: nothing of it is left to write. */
   forget(page: number): void {
