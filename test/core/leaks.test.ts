@@ -27,20 +27,16 @@ const PAGE = 65536
 const SIZE = 256 * PAGE
 const DATA = 16 * PAGE
 /**
- * Regions per backend, 1,000 in all. Each costs a pager thread: starting
- * one (a Worker, then loading core and backends into it) is most of a
- * region's cost. CPU per region, measured: memory 78 ms, file 84, http 103,
- * s3 294, redis 218 (client, metadata, lease), so s3 and redis get fewer;
- * the whole run is about 95 CPU-seconds, 56-100 s on this shared 2-core
- * machine depending on its load.
+ * Regions per backend, 1,000 in all. They share the process's pager
+ * threads (threads.ts), so a region costs its backend's set-up and its
+ * syscalls; s3 and redis (client, metadata, lease) cost the most and get
+ * fewer. The whole run takes 10-15 s here (56-100 s when every region
+ * started a thread of its own).
  */
 const COUNTS = { memory: 500, file: 250, http: 200, s3: 25, redis: 25 }
 /** Regions per backend before the baseline, so lazy singletons (libuv's threadpool, malloc arenas, module caches) exist in it. */
 const WARM_UP = 8
-/**
- * Regions open at once, over all backends. Two cores: more keeps both busy
- * while some regions wait on a server, without piling up pager threads.
- */
+/** Regions open at once, over all backends: more than pager threads, so regions share them. */
 const IN_FLIGHT = 8
 /** One region in this many of a backend that stores pages writes and flushes. */
 const WRITE_EVERY = 4
