@@ -187,7 +187,7 @@ await hugeScenarios({ quick, row })
     ms = Math.min(ms, performance.now() - t0)
   }
   closeSync(fd)
-  const byHand = row('flush', 'explicit: writeSync each page's bytes + fdatasync', { ms, gbps: (pages.length * 4096) / ms / 1e6 })
+  const byHand = row('flush', 'explicit: writeSync of each page, from its bytes, + fdatasync', { ms, gbps: (pages.length * 4096) / ms / 1e6 })
   for (const f of flushes) f.ratio = f.gbps / byHand.gbps
 }
 
