@@ -6,13 +6,13 @@
  * have a thread of its own; a waiting thread never keeps the process alive.
  */
 import { spawnSync } from 'node:child_process'
-import { readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { openRegion, releasePagerThreads } from '@faultline/core'
 import { checkPattern } from '@faultline/core/pattern'
 import { sharedPattern } from '../helpers/dataset.js'
+import { processUsage } from '../helpers/proc-usage.js'
 
 const PAGE = 65536
 const threadMates = fileURLToPath(new URL('../fixtures/thread-mates.mjs', import.meta.url))
@@ -53,7 +53,7 @@ describe('pager threads', () => {
   })
 
   it("pagerThread: 'own' gets a thread no other region is given, and it ends with its region", async () => {
-    const tasks = (): number => readdirSync('/proc/self/task').length
+    const tasks = (): number => processUsage().threads
     const shared = await openRegion({ backend: 'memory:', size: 2 ** 20 })
     const before = tasks()
     const own = await openRegion({ backend: 'memory:', size: 2 ** 20, pagerThread: 'own' })

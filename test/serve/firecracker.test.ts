@@ -5,11 +5,12 @@
  * REMOVE events, misbehaving and refused peers, status.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { serve } from '@faultline/core'
+import { processUsage } from '../helpers/proc-usage.js'
 import { tempDir } from '../helpers/tmp.js'
 import { expectFdsBackTo, firecrackerPeer, openFds, rawHello, runPeer, sha256Of, startServer, status, type RunningServer } from './serve-helpers.js'
 
@@ -160,7 +161,7 @@ describe('faultline serve in this process, when a peer pager thread dies of a bu
     const crashing = await serve({ socket, backend: { type: 'module', module: testBackends, options: { mode: 'crash', size: SIZE } }, log: (l) => lines.push(l) })
     try {
       const fdsBefore = openFds(process.pid)
-      const tasks = (): number => readdirSync('/proc/self/task').length
+      const tasks = (): number => processUsage().threads
       const threadsBefore = tasks()
       const r = await runPeer('python3', [firecrackerPeer, socket, String(2 ** 20), '0', 'sha256'])
       expect(r.signal, r.stderr).toBe('SIGBUS')
