@@ -238,6 +238,31 @@ describe('file backend journal', () => {
     expect(existsSync(journalPath(path))).toBe(false)
   })
 
+  it('without a journal a write is in the file when write() returns, and the backend says so (synchronousWrites); with one it is not', async () => {
+    const path = dataFile()
+    const direct = open(path, { journal: false })
+    try {
+      expect(direct.info.synchronousWrites).toBe(true)
+      const data = page(4, 3)
+      const written = direct.write([{ index: 4, data }])
+      // The pager lets writers at the page once write() has returned: later bytes must not reach the file.
+      data.fill(0xff)
+      await written
+      expect(versionsOnDisk(path)).toEqual([0, 0, 0, 0, 3, 0, 0, 0])
+    } finally {
+      await direct.close()
+    }
+    const journaled = open(path)
+    const readOnly = open(path, { journal: false }, true)
+    try {
+      expect(journaled.info.synchronousWrites).toBe(false)
+      expect(readOnly.info.synchronousWrites).toBe(false)
+    } finally {
+      await journaled.close()
+      await readOnly.close()
+    }
+  })
+
   it('pages written but never synced are not replayed: the file keeps the last synced flush', async () => {
     const path = dataFile()
     const backend = open(path)

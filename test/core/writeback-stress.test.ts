@@ -17,11 +17,18 @@ const SIZE = 256 * 2 ** 20
 // 40k writes per thread keeps the test near 15 s.
 const WRITES_PER_WORKER = 40_000
 
-describe.each(['sync', 'async'] as const)('write-back under concurrent writers (%s tracking)', (mode) => {
+// Without a journal, sync tracking writes the pages from the region's own
+// memory (synchronousWrites) rather than from a copy: writers must still
+// never tear one.
+describe.each([
+  ['sync', true],
+  ['async', true],
+  ['sync', false],
+] as const)('write-back under concurrent writers (%s tracking, journal %s)', (mode, journal) => {
   it('two threads write random words while flush() loops; a new process sees exactly the model', async () => {
-    const path = join(dir, `stress-${mode}.bin`)
+    const path = join(dir, `stress-${mode}-${journal}.bin`)
     // No fdatasync per flush: this test is about consistency, not crash durability.
-    const spec = { type: 'file', path, sync: false }
+    const spec = { type: 'file', path, sync: false, journal }
     const region = await openRegion({ size: SIZE, pageSize: 16384, backend: spec, writeTracking: mode })
     let flushes = 0
     try {

@@ -99,7 +99,9 @@ export class FileBackend implements Backend {
     const stat = fstatSync(this.fd, { bigint: true })
     // A journal left behind holds pages newer than the file: their size is part of the version.
     const version = `file:${stat.dev}:${stat.ino}:${stat.mtimeNs}:${stat.size}${this.leftJournal === undefined ? '' : `:journal${this.length}`}`
-    this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256, version }
+    // Without a journal a write is writev calls made before write() returns; the journal keeps the pages until sync().
+    const synchronousWrites = !readOnly && this.journal === undefined
+    this.info = { name: `file:${path}`, size: this.length === 0 ? undefined : this.length, readOnly, maxBatchPages: 256, synchronousWrites, version }
   }
 
   /** Read-only with no journal over the file: its bytes are the pages, so the native watcher may pread them. */

@@ -49,6 +49,17 @@ export interface BackendInfo {
    */
   readonly maxWritesInFlight?: number | undefined
   /**
+   * True when {@link Backend.write} has taken every byte of its pages by the
+   * time it returns its promise (it writes them with synchronous syscalls,
+   * as the file backend without a journal does). With synchronous write
+   * tracking the pager then hands it views of the region's own memory,
+   * write-protected for the length of the call, instead of first copying
+   * each page out. Leave it unset when a write keeps references to the
+   * bytes past its return (a socket write that may be queued, a journal
+   * that holds pages until {@link Backend.sync}).
+   */
+  readonly synchronousWrites?: boolean | undefined
+  /**
    * Which version of the data this is, as far as the backend knows (an
    * HTTP or S3 object's ETag, a file's inode, mtime and size, a page
    * store's creation time), or undefined when it knows none. Regions shared
