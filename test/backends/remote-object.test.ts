@@ -75,7 +75,7 @@ describe.each(targets)('a 256 MiB object mapped through %s', (_kind, spec, range
       expect(sizes.length).toBeLessThan(PAGES / 8)
       // Requests near the reader start small while the stream ramps up; past
       // that they are large: most bytes come in ranges of 4 MiB or more (the
-      // ramp to 32 MiB ahead takes about 27 MiB), none over the 8 MiB bound.
+      // ramp to the 64 MiB lookahead reads a few tens of MiB), none over the 8 MiB bound.
       expect(sizes.filter((n) => n >= 4 * 2 ** 20).reduce((a, b) => a + b, 0)).toBeGreaterThan(SIZE * 0.85)
       expect(Math.max(...sizes)).toBeLessThanOrEqual(8 * 2 ** 20)
       console.log(`${_kind}: ${PAGES} pages in ${s.fetchRequests} backend reads, ${sizes.length} ranged GETs (median ${sizes.sort((a, b) => a - b)[sizes.length >> 1]} bytes), ${s.faults} faults`)

@@ -81,7 +81,7 @@ export interface RegionOptions {
    * what it read (see docs/tuning.md). Random access fetches nothing extra;
    * `region.advise()` can say `sequential` or `random` per range. `false`
    * turns it off. Default `{ maxBytes: 8 MiB }`, or the backend's own
-   * preference (`BackendInfo.readaheadBytes`; HTTP and S3 objects: 32 MiB,
+   * preference (`BackendInfo.readaheadBytes`; HTTP and S3 objects: 64 MiB,
    * Redis: 4 MiB). With `hugePages` and a backend without a preference
    * (memory, file) it is off unless `maxBytes` is given: see docs/tuning.md.
    */
