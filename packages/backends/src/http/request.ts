@@ -8,6 +8,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import type { Agents } from '../net/agents.js'
+import type { PageSink } from '../remote/page-sink.js'
 import type { HttpConfig } from './options.js'
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
@@ -65,18 +66,15 @@ export async function rangeGet(config: HttpConfig, agents: Agents, range: string
   }
 }
 
-/** Reads a body that must be exactly `into.byteLength` bytes into `into`. */
-export async function readBodyInto(res: IncomingMessage, into: Uint8Array): Promise<void> {
-  let at = 0
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    if (at + chunk.byteLength > into.byteLength) {
-      res.destroy()
-      throw new Error(`the body is longer than the ${into.byteLength} bytes asked for`)
-    }
-    into.set(chunk, at)
-    at += chunk.byteLength
+/** Reads a body that must be exactly `into.length` bytes into `into`. */
+export async function readBodyInto(res: IncomingMessage, into: PageSink): Promise<void> {
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) into.write(chunk)
+  } catch (err) {
+    res.destroy()
+    throw err
   }
-  if (at !== into.byteLength) throw new Error(`the body ended after ${at} of ${into.byteLength} bytes`)
+  into.end()
 }
 
 /**

@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http'
 import { FaultlineError } from '@faultline/contract'
 import type { Agents } from '../net/agents.js'
+import type { PageSink } from '../remote/page-sink.js'
 import type { RangeSource } from '../remote/range-backend.js'
 import { ObjectChanged, type ObjectVersion } from '../remote/version.js'
 import type { HttpConfig } from './options.js'
@@ -49,7 +50,7 @@ export class HttpRangeSource implements RangeSource {
     throw this.statusError(status, res, 'open')
   }
 
-  async fetch(start: number, end: number, into: Uint8Array, check: (seen: ObjectVersion) => void): Promise<void> {
+  async fetch(start: number, end: number, into: PageSink, check: (seen: ObjectVersion) => void): Promise<void> {
     const what = `bytes ${start}-${end - 1}`
     const res = await this.get(`bytes=${start}-${end - 1}`, what)
     const status = res.statusCode ?? 0

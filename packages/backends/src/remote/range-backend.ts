@@ -7,6 +7,8 @@
  */
 import type { Backend, BackendContext, BackendInfo } from '@faultline/contract'
 import { createLimiter, type Limiter } from '../net/limit.js'
+import { ReadBufferPool } from '../read-buffers.js'
+import { PageSink } from './page-sink.js'
 import { planRanges, type PageRange } from './ranges.js'
 import { ObjectChanged, PinnedVersion, type ObjectVersion } from './version.js'
 
@@ -14,13 +16,14 @@ export interface RangeSource {
   /** Name for messages, without credentials. */
   readonly name: string
   /**
-   * Fetches bytes [start, end) of the object into `into` (exactly end − start
-   * long). Calls `check` with the version the response comes from before
+   * Fetches bytes [start, end) of the object into `into` (a sink of
+   * end − start bytes, whose end() checks the length). Calls `check` with
+   * the version the response comes from before
    * reading its body (it throws if that is not the pinned version). Rejects
    * on any failure, including a short body or a response that is not that
    * range; throws ObjectChanged when the range is no longer there.
    */
-  fetch(start: number, end: number, into: Uint8Array, check: (seen: ObjectVersion) => void): Promise<void>
+  fetch(start: number, end: number, into: PageSink, check: (seen: ObjectVersion) => void): Promise<void>
   close(): Promise<void>
 }
 
@@ -39,12 +42,17 @@ export interface RangeBackendOptions {
  * 0.34–0.41, 256 MiB no faster.
  */
 const REMOTE_READAHEAD_BYTES = 64 * 2 ** 20
+/** A pool kept by a region that read nothing for this long is let go. */
+const POOL_IDLE_MS = 10_000
 
 export class RangeBackend implements Backend {
   readonly info: BackendInfo
   private readonly pinned: PinnedVersion
   private readonly limit: Limiter
   private readonly size: number
+  /** As many pages as a stream keeps in flight, reused once installed. */
+  private readonly pool: ReadBufferPool
+  private readonly poolTrimmer: NodeJS.Timeout
 
   constructor(
     private readonly source: RangeSource,
@@ -55,6 +63,8 @@ export class RangeBackend implements Backend {
     this.size = version.size
     this.pinned = new PinnedVersion(source.name, version)
     this.limit = createLimiter(options.concurrency)
+    this.pool = new ReadBufferPool(context.pageSize, Math.max(16, Math.ceil(REMOTE_READAHEAD_BYTES / context.pageSize)))
+    this.poolTrimmer = setInterval(() => this.pool.trimIfIdle(), POOL_IDLE_MS).unref()
     // Remote stores are far away: a long stream keeps 64 MiB ahead (eight 8 MiB requests once ramped up).
     this.info = { name: source.name, size: version.size, readOnly: true, freshReadBuffers: true, readaheadBytes: REMOTE_READAHEAD_BYTES, version: versionString(version) }
   }
@@ -76,20 +86,27 @@ export class RangeBackend implements Backend {
     const { pageSize } = this.context
     const start = range.first * pageSize
     const end = Math.min(start + range.count * pageSize, this.size)
-    // The part past the object's end stays zero: the last page is zero-padded.
-    const buffer = new Uint8Array(range.count * pageSize)
+    // Pages wholly past the object's end are not fetched: they read as zeros.
+    const pages = Array.from({ length: Math.ceil((end - start) / pageSize) }, () => this.pool.take())
     try {
-      await this.source.fetch(start, end, buffer.subarray(0, end - start), (seen) => this.pinned.check(seen))
+      // The sink zero-pads the last page past the object's end.
+      await this.source.fetch(start, end, new PageSink(pages, end - start), (seen) => this.pinned.check(seen))
     } catch (err) {
+      for (const page of pages) this.pool.recycle(page)
       if (err instanceof ObjectChanged) this.pinned.markChanged(err.what)
       throw err
     }
     range.slots.forEach((slot, i) => {
-      out[slot] = start + i * pageSize < this.size ? buffer.subarray(i * pageSize, (i + 1) * pageSize) : undefined
+      out[slot] = pages[i]
     })
   }
 
+  recycle(data: Uint8Array): void {
+    this.pool.recycle(data)
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.poolTrimmer)
     await this.source.close()
   }
 }

@@ -6,6 +6,7 @@
  */
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { Agents } from '../net/agents.js'
+import type { PageSink } from '../remote/page-sink.js'
 import type { RangeSource } from '../remote/range-backend.js'
 import { ObjectChanged, type ObjectVersion } from '../remote/version.js'
 import { isNotFound, s3Error, statusOf } from './errors.js'
@@ -39,7 +40,7 @@ export class S3RangeSource implements RangeSource {
     return { etag: head.ETag || undefined, lastModified: head.LastModified?.toUTCString(), size }
   }
 
-  async fetch(start: number, end: number, into: Uint8Array, check: (seen: ObjectVersion) => void): Promise<void> {
+  async fetch(start: number, end: number, into: PageSink, check: (seen: ObjectVersion) => void): Promise<void> {
     const what = `bytes ${start}-${end - 1}`
     let res
     try {
@@ -64,14 +65,9 @@ export class S3RangeSource implements RangeSource {
       body.destroy?.()
       throw err
     }
-    let at = 0
     try {
-      for await (const chunk of body) {
-        if (at + chunk.byteLength > into.byteLength) throw new Error(`the body is longer than the ${into.byteLength} bytes asked for`)
-        into.set(chunk, at)
-        at += chunk.byteLength
-      }
-      if (at !== into.byteLength) throw new Error(`the body ended after ${at} of ${into.byteLength} bytes`)
+      for await (const chunk of body) into.write(chunk)
+      into.end()
     } catch (err) {
       body.destroy?.()
       throw s3Error(this.name, `GetObject ${what}`, err)
