@@ -1,7 +1,7 @@
 // hugePages: regions over hugetlb pages, on the real kernel. The file
 // reserves the pages it needs itself (relative to what the machine had) and
 // gives every one back in afterAll; nothing here is skipped on a condition.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -35,6 +35,23 @@ afterAll(() => {
   pool2M?.restore()
   pool1G?.restore()
 })
+
+/** This process's mappings of `path`, from /proc/self/smaps: their size and resident KiB. */
+function fileMappings(path: string): Array<{ sizeKiB: number; rssKiB: number }> {
+  const found: Array<{ sizeKiB: number; rssKiB: number }> = []
+  let current: { sizeKiB: number; rssKiB: number } | undefined
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
+      current = line.endsWith(` ${path}`) ? { sizeKiB: 0, rssKiB: 0 } : undefined
+      if (current !== undefined) found.push(current)
+    } else if (current !== undefined) {
+      const field = /^(Size|Rss):\s+(\d+) kB/.exec(line)
+      if (field?.[1] === 'Size') current.sizeKiB = Number(field[2])
+      if (field?.[1] === 'Rss') current.rssKiB = Number(field[2])
+    }
+  }
+  return found
+}
 
 /** Every byte of `view` is the pattern at `offset`: -1, or the first index that is not. */
 function verify(view: Uint8Array, offset: number): number {
@@ -96,6 +113,40 @@ describe('hugePages "2M" regions', () => {
       }
     })
   }
+
+  it('serves a file region from a read-only mapping of the file, which maps none of it once the pages are in', async () => {
+    const path = join(dir, 'mapped.bin')
+    writePatternFile(path, 8 * MiB)
+    const region = await openRegion({ backend: { type: 'file', path }, hugePages: '2M', access: 'read-only' })
+    try {
+      expect(verify(region.view(), 0)).toBe(-1)
+      expect(region.stats().servedNatively).toBe(4)
+      // The copy came straight from the file's mapping (no pread buffer), and
+      // its page-cache pages were unmapped after: none count in this process's RSS.
+      const mapping = fileMappings(path)
+      expect(mapping).toEqual([{ sizeKiB: 8 * 1024, rssKiB: 0 }])
+    } finally {
+      await region.close()
+    }
+    expect(fileMappings(path)).toEqual([])
+  })
+
+  it('reads zeros, not SIGBUS, where the file was truncated under its mapping after the open', async () => {
+    const path = join(dir, 'shrunk.bin')
+    writePatternFile(path, 8 * MiB)
+    const region = await openRegion({ backend: { type: 'file', path }, hugePages: '2M', access: 'read-only' })
+    try {
+      // Into the middle of page 1: page 0 whole, page 1 half there, pages 2 and 3 gone.
+      const kept = HUGE_2M + 12345
+      truncateSync(path, kept)
+      const view = region.view()
+      expect(verify(view.subarray(0, kept), 0)).toBe(-1)
+      expect(view.subarray(kept).every((b) => b === 0)).toBe(true)
+      expect(region.stats().fetchErrors).toBe(0)
+    } finally {
+      await region.close()
+    }
+  })
 
   for (const writeTracking of ['sync', 'async'] as const) {
     it(`writes and flushes a read-write file region over 2 MiB pages (${writeTracking} write tracking)`, async () => {

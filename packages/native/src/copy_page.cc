@@ -30,12 +30,12 @@ void TouchSource(const uint8_t* bytes, uint64_t length) {
 }  // namespace
 
 int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t unit, uint64_t mode, int max_again,
-             int* err) {
+             int* err, bool source_populated) {
   uint64_t done = 0;
   bool installed_any = false;
   int again = 0;
   *err = 0;
-  if (unit > PageSize()) TouchSource(bytes, length);
+  if (unit > PageSize() && !source_populated) TouchSource(bytes, length);
   while (done < length) {
     uffdio_copy copy;
     memset(&copy, 0, sizeof copy);

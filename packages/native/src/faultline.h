@@ -85,8 +85,11 @@ long DrainMessages(int fd, double* out, size_t capacity);
 // system page, or the huge page of a hugetlb mapping). EAGAIN is retried up to
 // max_again times. Returns 1 if this call installed any of it, 0 if all of it
 // was present already, -1 with *err = errno when a part could not be copied.
+// `source_populated`: the caller has mapped every source page already (and
+// the source may be a file mapping, which must not be read from user space:
+// a truncated file would raise SIGBUS, where the kernel's copy fails with EFAULT).
 int CopyPage(int fd, uint64_t address, const uint8_t* bytes, uint64_t length, uint64_t unit, uint64_t mode, int max_again,
-             int* err);
+             int* err, bool source_populated = false);
 
 // ---- abandon.cc -------------------------------------------------------------
 

@@ -68,6 +68,9 @@ void BeginClose(Watcher* w) {
   w->control->watcher = nullptr;
   StopWatchdog(w->pulse.get());
   uv_poll_stop(&w->handle);
+  // Now, not when the handles are closed (a loop turn later): the region's
+  // close() resolves first, and the backend may then close the fd.
+  if (w->ready) w->ready->DropFileSources();
   uv_close(reinterpret_cast<uv_handle_t*>(&w->handle), OnClosed);
   if (w->open_handles == 2) uv_close(reinterpret_cast<uv_handle_t*>(&w->stall_signal), OnClosed);
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -32,6 +33,7 @@ ReadyPages::ReadyPages(napi_env env, const ServeConfig& config, Napi::Float64Arr
     : env_(env), config_(config), stats_ref_(Napi::Persistent(stats)), stats_(stats.Data()) {}
 
 ReadyPages::~ReadyPages() {
+  DropFileSources();
   // Staged bytes were reported to V8 as external memory: give the count back.
   if (!staged_.empty()) {
     int64_t ignored;
@@ -44,11 +46,38 @@ void ReadyPages::AddSource(uint64_t first_page, uint64_t count, Napi::TypedArray
 }
 
 void ReadyPages::AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t file_offset, uint64_t length) {
-  files_.push_back(FileSource{first_page, count, fd, file_offset, length});
+  FileSource f{first_page, count, fd, file_offset, length, nullptr, 0};
+  const uint64_t whole = length > file_offset ? std::min(count, (length - file_offset) / config_.page_size) : 0;
+  // A page ending past the file's end stays on pread: touching a mapping past
+  // EOF is SIGBUS. Without a mapping (mmap failed) every page is pread.
+  if (config_.fill_unit > PageSize() && file_offset % PageSize() == 0 && whole > 0) {
+    void* map = mmap(nullptr, whole * config_.page_size, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(file_offset));
+    if (map != MAP_FAILED) {
+      f.map = static_cast<const uint8_t*>(map);
+      f.mapped_pages = whole;
+    }
+  }
+  files_.push_back(f);
   if (!file_page_) file_page_.reset(new uint8_t[config_.page_size]);
 }
 
-const uint8_t* ReadyPages::ReadFilePage(const FileSource& f, uint64_t page) {
+void ReadyPages::DropFileSources() {
+  for (const FileSource& f : files_) {
+    if (f.map != nullptr) munmap(const_cast<uint8_t*>(f.map), f.mapped_pages * config_.page_size);
+  }
+  files_.clear();
+}
+
+const uint8_t* ReadyPages::ReadFilePage(const FileSource& f, uint64_t page, bool* mapped) {
+  if (page - f.first < f.mapped_pages) {
+    uint8_t* at = const_cast<uint8_t*>(f.map) + (page - f.first) * config_.page_size;
+    // Populated here, so UFFDIO_COPY finds every source page mapped (see
+    // copy_page.cc). EFAULT: the file shrank since open; pread says what is left.
+    if (madvise(at, config_.page_size, MADV_POPULATE_READ) == 0) {
+      *mapped = true;
+      return at;
+    }
+  }
   const uint64_t start = f.offset + (page - f.first) * config_.page_size;
   uint8_t* out = file_page_.get();
   uint64_t got = 0;
@@ -84,7 +113,8 @@ bool ReadyPages::Unstage(uint64_t page, uint8_t* out) {
   return true;
 }
 
-const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) {
+const uint8_t* ReadyPages::Find(uint64_t page, bool* staged, bool* mapped) {
+  *mapped = false;
   auto it = staged_.find(page);
   if (it != staged_.end()) {
     *staged = true;
@@ -95,16 +125,17 @@ const uint8_t* ReadyPages::Find(uint64_t page, bool* staged) {
     if (page >= s.first && page - s.first < s.count) return s.bytes + (page - s.first) * config_.page_size;
   }
   for (const FileSource& f : files_) {
-    if (page >= f.first && page - f.first < f.count) return ReadFilePage(f, page);
+    if (page >= f.first && page - f.first < f.count) return ReadFilePage(f, page, mapped);
   }
   return nullptr;
 }
 
-int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode) const {
+int ReadyPages::Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode, bool mapped) const {
   int err = 0;
-  // A copy that fails midway (e.g. ENOMEM) is left to the JS path, which
-  // finishes the page, taking EEXIST on the parts already here.
-  return CopyPage(fd, address, bytes, config_.page_size, config_.fill_unit, mode, kMaxAgain, &err);
+  // A copy that fails midway (e.g. ENOMEM, or EFAULT from a file truncated
+  // under its mapping) is left to the JS path, which finishes the page,
+  // taking EEXIST on the parts already here.
+  return CopyPage(fd, address, bytes, config_.page_size, config_.fill_unit, mode, kMaxAgain, &err, mapped);
 }
 
 uint32_t ReadyPages::LatencyBucket(double us) const {
@@ -142,7 +173,8 @@ void ReadyPages::Serve(int fd, double* messages, size_t count) {
     const uint64_t page = (address - config_.address) / config_.page_size;
     if (page >= config_.page_count) continue;
     bool staged = false;
-    const uint8_t* bytes = Find(page, &staged);
+    bool mapped = false;
+    const uint8_t* bytes = Find(page, &staged, &mapped);
     if (bytes == nullptr) continue;
     const uint64_t mode = (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? config_.write_mode : config_.read_mode;
     // Written pages are tracked when reads install write-protected: this one
@@ -153,8 +185,11 @@ void ReadyPages::Serve(int fd, double* messages, size_t count) {
     const double us = NowUs() - read_at;
     const uint32_t bucket = LatencyBucket(us);
     ChargeInstall(1, dirty, bucket, us);
-    const int result = Install(fd, config_.address + page * config_.page_size, bytes, mode);
+    const int result = Install(fd, config_.address + page * config_.page_size, bytes, mode, mapped);
     if (result != 1) ChargeInstall(-1, dirty, bucket, us);
+    // The page cache keeps the file's pages; this process need not map them
+    // too (they would count in its RSS and pin the pages against reclaim).
+    if (mapped) madvise(const_cast<uint8_t*>(bytes), config_.page_size, MADV_DONTNEED);
     if (result < 0) continue;  // JS takes it from the backend, with its own retries
     if (result == 0) {
       // Already present: a duplicate of a fault someone else answered.

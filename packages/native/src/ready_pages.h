@@ -54,7 +54,7 @@ class ReadyPages {
   // `length` (the file's) read as zeros. Dropped at the first REMOVE or
   // UNMAP event: pages given back must read as zeros, not as the file.
   void AddFileSource(uint64_t first_page, uint64_t count, int fd, uint64_t file_offset, uint64_t length);
-  void DropFileSources() { files_.clear(); }
+  void DropFileSources();
   void Stage(uint64_t page, const uint8_t* bytes);
   // Copies the staged bytes into `out` (if given) and forgets them.
   bool Unstage(uint64_t page, uint8_t* out);
@@ -76,12 +76,19 @@ class ReadyPages {
     uint64_t first, count;
     int fd;
     uint64_t offset, length;
+    // Huge-page regions: the source's whole pages mapped read-only, so a page
+    // is copied once (page cache to region) rather than twice (pread into a
+    // buffer, then UFFDIO_COPY); at 2 MiB the second copy is what costs.
+    const uint8_t* map;
+    uint64_t mapped_pages;
   };
-  const uint8_t* Find(uint64_t page, bool* staged);
-  // The page read into file_page_, or null if the read failed (left to JS).
-  const uint8_t* ReadFilePage(const FileSource& f, uint64_t page);
+  // `*mapped`: the bytes are a populated page of a file mapping.
+  const uint8_t* Find(uint64_t page, bool* staged, bool* mapped);
+  // The page in the file's mapping, populated, or read into file_page_; null
+  // if the read failed (left to JS).
+  const uint8_t* ReadFilePage(const FileSource& f, uint64_t page, bool* mapped);
   // 1: installed, 0: already present (EEXIST), -1: could not (left to JS).
-  int Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode) const;
+  int Install(int fd, uint64_t address, const uint8_t* bytes, uint64_t mode, bool mapped) const;
   void Count(uint32_t slot, double delta) { stats_[slot] += delta; }
   uint32_t LatencyBucket(double us) const;
   // Counts one installed page (sign 1), or takes the count back (sign -1).
