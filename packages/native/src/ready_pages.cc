@@ -77,6 +77,8 @@ const uint8_t* ReadyPages::ReadFilePage(const FileSource& f, uint64_t page, bool
       *mapped = true;
       return at;
     }
+    // A populate that failed partway left the pages before the failure mapped.
+    madvise(at, config_.page_size, MADV_DONTNEED);
   }
   const uint64_t start = f.offset + (page - f.first) * config_.page_size;
   uint8_t* out = file_page_.get();
