@@ -10,9 +10,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { openRegion } from '@faultline/core'
 import { fillPattern } from '@faultline/core/pattern'
-import { createRows, floor, summarize, touch } from './measure.mjs'
+import { bestTouch, createRows, floor } from './measure.mjs'
 import { renderTable } from './table.mjs'
 
 const HUGE = 2 ** 21
@@ -34,23 +33,6 @@ function reserve(pages) {
   return () => writeFileSync(`${POOL}/nr_hugepages`, String(before))
 }
 
-/** The fastest of `n` scans (each in a fresh region: every touch of a page's first 4 KiB faults). */
-async function bestScan(n, options, bytes) {
-  const offsets = Array.from({ length: bytes / 4096 }, (_, i) => i * 4096)
-  let best
-  for (let i = 0; i < n; i++) {
-    const region = await openRegion(options)
-    try {
-      const { lat, ms } = touch(region.view(), offsets)
-      const m = { ...summarize(lat, ms, bytes), faults: region.stats().faults }
-      if (best === undefined || m.gbps > best.gbps) best = m
-    } finally {
-      await region.close()
-    }
-  }
-  return best
-}
-
 export async function hugeScenarios({ quick, row }) {
   const bytes = (quick ? 64 : 256) * 2 ** 20
   const restore = reserve(bytes / HUGE)
@@ -65,6 +47,8 @@ export async function hugeScenarios({ quick, row }) {
     const path = join(dir, 'huge.bin')
     writeFileSync(path, data)
     const scans = []
+    // One touch per 4 KiB: in a fresh region every first touch of a page faults.
+    const scanOffsets = Array.from({ length: bytes / 4096 }, (_, i) => i * 4096)
     for (const [name, backend] of [
       ['memory', { type: 'memory', data }],
       ['file', { type: 'file', path, readOnly: true }],
@@ -75,7 +59,7 @@ export async function hugeScenarios({ quick, row }) {
         ['2M pages without hugePages (no readahead)', { pageSize: HUGE, readahead: false }],
         ["hugePages '2M'", { hugePages: '2M' }],
       ]) {
-        scans.push([`faultline ${name}, ${label}`, await bestScan(3, { backend, access: 'read-only', ...options }, bytes)])
+        scans.push([`faultline ${name}, ${label}`, await bestTouch(3, { backend, access: 'read-only', ...options }, scanOffsets, bytes)])
       }
     }
     const [copy4k, copyHuge] = floors().map((f, i) => (f.gbps > before[i].gbps ? f : before[i]))
