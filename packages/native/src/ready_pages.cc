@@ -53,7 +53,7 @@ void ReadyPages::AddFileSource(uint64_t first_page, uint64_t count, int fd, uint
   if (config_.fill_unit > PageSize() && file_offset % PageSize() == 0 && whole > 0) {
     void* map = mmap(nullptr, whole * config_.page_size, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(file_offset));
     if (map != MAP_FAILED) {
-      f.map = static_cast<const uint8_t*>(map);
+      f.map = static_cast<uint8_t*>(map);
       f.mapped_pages = whole;
     }
   }
@@ -63,14 +63,14 @@ void ReadyPages::AddFileSource(uint64_t first_page, uint64_t count, int fd, uint
 
 void ReadyPages::DropFileSources() {
   for (const FileSource& f : files_) {
-    if (f.map != nullptr) munmap(const_cast<uint8_t*>(f.map), f.mapped_pages * config_.page_size);
+    if (f.map != nullptr) munmap(f.map, f.mapped_pages * config_.page_size);
   }
   files_.clear();
 }
 
 const uint8_t* ReadyPages::ReadFilePage(const FileSource& f, uint64_t page, bool* mapped) {
   if (page - f.first < f.mapped_pages) {
-    uint8_t* at = const_cast<uint8_t*>(f.map) + (page - f.first) * config_.page_size;
+    uint8_t* at = f.map + (page - f.first) * config_.page_size;
     // Populated here, so UFFDIO_COPY finds every source page mapped (see
     // copy_page.cc). EFAULT: the file shrank since open; pread says what is left.
     if (madvise(at, config_.page_size, MADV_POPULATE_READ) == 0) {

@@ -79,7 +79,7 @@ class ReadyPages {
     // Huge-page regions: the source's whole pages mapped read-only, so a page
     // is copied once (page cache to region) rather than twice (pread into a
     // buffer, then UFFDIO_COPY); at 2 MiB the second copy is what costs.
-    const uint8_t* map;
+    uint8_t* map;  // PROT_READ: non-const only for madvise and munmap
     uint64_t mapped_pages;
   };
   // `*mapped`: the bytes are a populated page of a file mapping.
